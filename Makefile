@@ -1,0 +1,61 @@
+# Weft — make targets. `make` alone lists them.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+# Privileged tests fail instead of skipping when this is 1 (CI sets it).
+WEFT_REQUIRE_PRIVILEGED ?= 0
+export WEFT_REQUIRE_PRIVILEGED
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install Debian packages and build the control plane, CoreDNS and fortio (cached)
+	@./test/bootstrap.sh
+
+.PHONY: generate
+generate: ## regenerate eBPF objects (bpf2go) and other generated code
+	$(GO) generate ./...
+
+.PHONY: generate-check
+generate-check: generate ## regenerate and fail if anything differs from the committed files
+	@git diff --exit-code --stat -- . || { echo "generated files are stale: run make generate and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- bpf nodeagent api)" || { git status --short -- bpf nodeagent api; echo "generate produced untracked files" >&2; exit 1; }
+
+.PHONY: build
+build: ## build every binary into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/... ./test/apps/echo ./test/apps/client ./test/apps/bulk ./test/harness/cmd/... ./test/bench/cmd/...
+
+.PHONY: test
+test: deps build ## run every test, privileged harness tests included (needs root)
+	$(GO) test -count=1 -timeout 25m ./...
+
+.PHONY: test-unit
+test-unit: ## run the tests that need no root and no cluster
+	$(GO) test -short -count=1 ./...
+
+.PHONY: demo
+demo: deps build ## run the demo cluster with the sample app (KEEP=1 keeps it up; make demo-down ends it)
+	@$(BIN)/weft-harness demo $(if $(KEEP),-keep)
+
+.PHONY: demo-down
+demo-down: ## stop a cluster kept up by make demo KEEP=1
+	@$(BIN)/weft-harness down
+
+.PHONY: bench
+bench: deps build ## run the benchmarks and write bench-results/ (QUICK=1 for a short run)
+	@$(BIN)/weft-bench $(if $(QUICK),-quick) -out bench-results
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+.PHONY: clean-harness
+clean-harness: ## remove namespaces, cgroups, pins and processes left by crashed harness runs
+	$(GO) run ./test/harness/cmd/weft-harness clean -all

@@ -1,0 +1,164 @@
+// Package demo runs Weft's demo in a harness cluster: the sample app of "Istio Explained –
+// Service Mesh Part 1: Routing" (gw → books v1/v2 → ratings v1/v2), traffic between its pods on
+// one node and across nodes, and a short report with timings.
+package demo
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/weftmesh/weft/test/apps/client/report"
+	"github.com/weftmesh/weft/test/harness"
+)
+
+// SampleManifest is the sample app, in namespace "mesh".
+//
+//go:embed sample.yaml
+var SampleManifest []byte
+
+// Namespace is where the sample app runs.
+const Namespace = "mesh"
+
+// Hop is one measured path of the report.
+type Hop struct {
+	Name   string        `json:"name"`
+	From   string        `json:"from"` // pod (node)
+	To     string        `json:"to"`   // URL
+	Report report.Report `json:"report"`
+}
+
+// Result is what the demo measured.
+type Result struct {
+	Pods      []PodPlacement `json:"pods"`
+	Hops      []Hop          `json:"hops"`
+	DeployFor time.Duration  `json:"deployFor"`
+}
+
+// PodPlacement is where one pod of the sample app runs.
+type PodPlacement struct {
+	Name, Node, IP string
+}
+
+// Run deploys the sample app into c, sends traffic and writes the report to out.
+func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, out io.Writer) (*Result, error) {
+	start := time.Now()
+	progress.Step("deploying the sample app (gw, books v1/v2, ratings v1/v2) into namespace %s", Namespace)
+	if err := c.Apply(ctx, Namespace, SampleManifest); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"gw", "books-v1", "books-v2", "ratings-v1", "ratings-v2"} {
+		if err := c.WaitDeploymentReady(ctx, Namespace, d, 2*time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{DeployFor: time.Since(start)}
+	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
+	byApp := map[string][]corev1.Pod{}
+	var gw corev1.Pod
+	for _, p := range pods.Items {
+		res.Pods = append(res.Pods, PodPlacement{Name: p.Name, Node: p.Spec.NodeName, IP: p.Status.PodIP})
+		byApp[p.Labels["app"]] = append(byApp[p.Labels["app"]], p)
+		if p.Labels["app"] == "gw" {
+			gw = p
+		}
+	}
+	progress.Step("sending traffic from %s on %s", gw.Name, gw.Spec.NodeName)
+	from := fmt.Sprintf("%s (%s)", gw.Name, gw.Spec.NodeName)
+	hops := []struct{ name, url string }{
+		{"gw → books (Service by DNS name)", "http://books/"},
+		{"gw → ratings (FQDN)", "http://ratings.mesh.svc.cluster.local/"},
+		{"gw → gw → books → ratings (/chain)", "http://gw/chain"},
+	}
+	for _, p := range append(byApp["books"], byApp["ratings"]...) {
+		where := "cross-node"
+		if p.Spec.NodeName == gw.Spec.NodeName {
+			where = "same-node"
+		}
+		hops = append(hops, struct{ name, url string }{
+			fmt.Sprintf("gw → %s pod IP (%s, %s)", p.Labels["app"]+"-"+p.Labels["version"], where, p.Spec.NodeName),
+			"http://" + net.JoinHostPort(p.Status.PodIP, "8080") + "/",
+		})
+	}
+	for _, h := range hops {
+		r, err := clientRun(ctx, c, gw.Name, h.url, 50)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w", h.name, err)
+		}
+		res.Hops = append(res.Hops, Hop{Name: h.name, From: from, To: h.url, Report: r})
+	}
+	writeReport(out, res)
+	return res, nil
+}
+
+// clientRun runs the client test app inside a pod and returns its JSON report.
+func clientRun(ctx context.Context, c *harness.Cluster, pod, url string, n int) (report.Report, error) {
+	var r report.Report
+	out, err := c.Exec(ctx, Namespace, pod, c.Binary("client"), "http", url, "-n", fmt.Sprint(n), "-c", "1", "-json")
+	if err != nil {
+		return r, err
+	}
+	if i := strings.IndexByte(string(out), '{'); i >= 0 {
+		out = out[i:]
+	}
+	if err := json.NewDecoder(strings.NewReader(string(out))).Decode(&r); err != nil {
+		return r, fmt.Errorf("client report: %w\n%s", err, out)
+	}
+	return r, nil
+}
+
+func writeReport(out io.Writer, res *Result) {
+	fmt.Fprintf(out, "\nSample app deployed and Ready in %.1fs:\n\n", res.DeployFor.Seconds())
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  POD\tNODE\tIP")
+	for _, p := range res.Pods {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", p.Name, p.Node, p.IP)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "\nTraffic (plain, no mesh yet):\n\n")
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PATH\tOK\tANSWERED BY\tP50 ms\tP99 ms")
+	for _, h := range res.Hops {
+		fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%.2f\t%.2f\n", h.Name, h.Report.OK, h.Report.Count, counts(h.Report.Versions), h.Report.Latency.P50, h.Report.Latency.P99)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+}
+
+// counts renders {"v1": 26, "v2": 24} as "v1=26 v2=24".
+func counts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// Failed reports whether any request of the demo failed.
+func (r *Result) Failed() bool {
+	for _, h := range r.Hops {
+		if h.Report.Failed > 0 || h.Report.OK == 0 {
+			return true
+		}
+	}
+	return false
+}

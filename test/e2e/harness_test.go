@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/weftmesh/weft/test/apps/echo/echoserver"
+	"github.com/weftmesh/weft/test/harness"
+	"github.com/weftmesh/weft/test/privileged"
+)
+
+// startCluster starts a two-node harness cluster for t and checks, at cleanup, that nothing of
+// it is left on the host.
+func startCluster(t *testing.T, ctx context.Context) *harness.Cluster {
+	t.Helper()
+	privileged.Require(t)
+	c, err := harness.Start(ctx, harness.Options{Progress: testWriter{t}})
+	if err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		run := c.RunID
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+		if left := harness.Leftovers(run); len(left) > 0 {
+			t.Errorf("cluster %s left behind: %v", run, left)
+		}
+	})
+	return c
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+const booksManifest = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: mesh}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: books, namespace: mesh}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: books}}
+  template:
+    metadata: {labels: {app: books}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: books}}}
+      containers:
+      - name: books
+        image: weftmesh/echo:latest
+        env:
+        - {name: NAME, value: books}
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+        livenessProbe: {tcpSocket: {port: http}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: books, namespace: mesh}
+spec:
+  selector: {app: books}
+  ports: [{name: http, port: 80, targetPort: http}]
+`
+
+// TestPrivilegedHarnessCluster brings up two nodes, runs a Deployment and a Service applied with
+// kubectl, and checks pod placement, readiness, EndpointSlices, and traffic pod→pod on one node
+// and across nodes, pod→ClusterIP and pod→Service by DNS name; then deletes everything.
+func TestPrivilegedHarnessCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := startCluster(t, ctx)
+
+	kubectl := exec.CommandContext(ctx, c.Tools.Kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
+	kubectl.Stdin = strings.NewReader(booksManifest)
+	if out, err := kubectl.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	if err := c.WaitDeploymentReady(ctx, "mesh", "books", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := c.Client.CoreV1().Pods("mesh").List(ctx, metav1.ListOptions{LabelSelector: "app=books"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNode := map[string][]corev1.Pod{}
+	for _, p := range pods.Items {
+		n := c.Node(p.Spec.NodeName)
+		if n == nil {
+			t.Fatalf("pod %s on unknown node %q", p.Name, p.Spec.NodeName)
+		}
+		ip := net.ParseIP(p.Status.PodIP)
+		if !n.PodCIDR.Contains(ip) {
+			t.Errorf("pod %s has IP %s outside %s's pod CIDR %s", p.Name, ip, n.Name, n.PodCIDR)
+		}
+		if p.Status.HostIP != n.IP.String() {
+			t.Errorf("pod %s hostIP %s, want %s", p.Name, p.Status.HostIP, n.IP)
+		}
+		if !podReady(p) {
+			t.Errorf("pod %s not Ready", p.Name)
+		}
+		byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
+	}
+	if len(byNode["node-1"]) != 2 || len(byNode["node-2"]) != 2 {
+		t.Fatalf("want 2 pods per node, got node-1=%d node-2=%d", len(byNode["node-1"]), len(byNode["node-2"]))
+	}
+
+	err = harness.WaitFor(ctx, time.Minute, "4 ready endpoints of books", func(ctx context.Context) (bool, error) {
+		slices, err := c.Client.DiscoveryV1().EndpointSlices("mesh").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=books"})
+		if err != nil {
+			return false, err
+		}
+		ready := 0
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				if e.Conditions.Ready != nil && *e.Conditions.Ready {
+					ready++
+				}
+			}
+		}
+		return ready == 4, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	src := byNode["node-1"][0]
+	srcNS, err := c.PodNetNS(&src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := c.Client.CoreV1().Services("mesh").Get(ctx, "books", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, url, wantPod string
+	}{
+		{"same node pod", "http://" + net.JoinHostPort(byNode["node-1"][1].Status.PodIP, "8080") + "/", byNode["node-1"][1].Name},
+		{"cross node pod", "http://" + net.JoinHostPort(byNode["node-2"][0].Status.PodIP, "8080") + "/", byNode["node-2"][0].Name},
+		{"service ClusterIP", "http://" + svc.Spec.ClusterIP + "/", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := getFromNetNS(t, ctx, srcNS, tc.url)
+			if resp.Name != "books" {
+				t.Errorf("answer from %q, want books", resp.Name)
+			}
+			if tc.wantPod != "" && resp.PodName != tc.wantPod {
+				t.Errorf("answer from pod %q, want %q", resp.PodName, tc.wantPod)
+			}
+			if host, _, _ := net.SplitHostPort(resp.RemoteAddr); tc.wantPod != "" && host != src.Status.PodIP {
+				t.Errorf("server saw source %s, want the source pod's IP %s", host, src.Status.PodIP)
+			}
+		})
+	}
+	for _, url := range []string{"http://books/", "http://books.mesh.svc.cluster.local/"} {
+		t.Run("dns "+url, func(t *testing.T) {
+			out, err := c.Exec(ctx, "mesh", src.Name, c.Binary("client"), "http", url, "-n", "3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("client: %s", out)
+		})
+	}
+
+	if err := c.Client.CoreV1().Namespaces().Delete(ctx, "mesh", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = harness.WaitFor(ctx, 2*time.Minute, "namespace mesh deleted", func(ctx context.Context) (bool, error) {
+		_, err := c.Client.CoreV1().Namespaces().Get(ctx, "mesh", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if _, err := c.PodNetNS(&p); err == nil {
+			t.Errorf("pod %s still has its network namespace after deletion", p.Name)
+		}
+	}
+}
+
+func podReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// getFromNetNS sends a GET from inside ns and decodes the echo answer.
+func getFromNetNS(t *testing.T, ctx context.Context, ns harness.NetNS, url string) echoserver.Response {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DialContext: ns.DialContext, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
+	}
+	var r echoserver.Response
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("GET %s: %v\n%s", url, err, body)
+	}
+	return r
+}

@@ -1,0 +1,209 @@
+package harness
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/weftmesh/weft/test/privileged"
+)
+
+// stateRoot holds one directory per run: owner pid, kubeconfigs, logs, pod volumes.
+const stateRoot = "/run/weft/harness"
+
+// newRunID returns a short random run ID.
+func newRunID() string {
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// runPrefix is the prefix of every name a run creates.
+func runPrefix(runID string) string { return "weft-" + runID }
+
+// Clean removes what harness runs left behind: their processes (by cgroup), network namespaces,
+// cgroups, bpffs pins and state directories. With runID empty it cleans every run whose owner
+// process is gone (all runs if force is set); otherwise just that run. It returns what it removed.
+func Clean(runID string, force bool) ([]string, error) {
+	runs, err := knownRuns()
+	if err != nil {
+		return nil, err
+	}
+	if runID != "" {
+		runs = []string{runID}
+	}
+	var removed []string
+	var errs []error
+	for _, id := range runs {
+		if runID == "" && !force && ownerAlive(id) {
+			continue
+		}
+		r, err := cleanRun(id)
+		removed = append(removed, r...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// knownRuns lists run IDs found in any of the places a run leaves traces.
+func knownRuns() ([]string, error) {
+	ids := map[string]bool{}
+	add := func(dir string, parse func(name string) string) {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			if id := parse(e.Name()); id != "" {
+				ids[id] = true
+			}
+		}
+	}
+	fromPrefixed := func(name string) string {
+		rest, ok := strings.CutPrefix(name, "weft-")
+		if !ok {
+			return ""
+		}
+		id, _, _ := strings.Cut(rest, "-")
+		return id
+	}
+	add(stateRoot, func(name string) string { return name })
+	add(netnsDir, fromPrefixed)
+	add("/sys/fs/bpf", fromPrefixed)
+	if cg, err := privileged.Cgroup2Root(); err == nil {
+		add(cg, fromPrefixed)
+	}
+	out := make([]string, 0, len(ids))
+	for id := range ids {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// ownerAlive reports whether the process that started run id still runs.
+func ownerAlive(id string) bool {
+	b, err := os.ReadFile(filepath.Join(stateRoot, id, "owner.pid"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == nil
+}
+
+// cleanRun removes everything of one run, in dependency order: processes first, then network
+// namespaces, cgroups, pins, mount-point directories the run created, and its state directory.
+func cleanRun(id string) ([]string, error) {
+	prefix := runPrefix(id)
+	var removed []string
+	var errs []error
+	note := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		removed = append(removed, what)
+	}
+	if cg, err := privileged.Cgroup2Root(); err == nil {
+		dir := filepath.Join(cg, prefix)
+		if _, err := os.Stat(dir); err == nil {
+			note("processes of cgroup "+dir, killCgroup(dir))
+			note("cgroup "+dir, removeCgroupTree(dir))
+		}
+	}
+	if entries, err := os.ReadDir(netnsDir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix+"-") {
+				note("netns "+e.Name(), deleteNetNS(e.Name()))
+			}
+		}
+	}
+	pins := filepath.Join("/sys/fs/bpf", prefix)
+	if _, err := os.Stat(pins); err == nil {
+		note("bpffs "+pins, os.RemoveAll(pins))
+	}
+	state := filepath.Join(stateRoot, id)
+	removeCreatedDirs(state)
+	if _, err := os.Stat(state); err == nil {
+		note("state "+state, os.RemoveAll(state))
+	}
+	if len(errs) > 0 {
+		return removed, fmt.Errorf("clean run %s: %w", id, errors.Join(errs...))
+	}
+	return removed, nil
+}
+
+// createdDirsFile lists directories on the host filesystem that pod shims created as mount
+// points (a container runtime would create them inside the image instead).
+const createdDirsFile = "created-dirs"
+
+// removeCreatedDirs removes the recorded mount-point directories that are still empty, deepest first.
+func removeCreatedDirs(state string) {
+	b, err := os.ReadFile(filepath.Join(state, createdDirsFile))
+	if err != nil {
+		return
+	}
+	dirs := strings.Fields(string(b))
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		_ = syscall.Rmdir(d) // fails, as it should, when not empty or still used by another run
+	}
+}
+
+// Leftovers lists what of run id still exists on the host: network namespaces, the cgroup (and
+// so any process in it), bpffs pins and the state directory. Empty after a clean Close.
+func Leftovers(id string) []string {
+	prefix := runPrefix(id)
+	var out []string
+	if entries, err := os.ReadDir(netnsDir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix+"-") {
+				out = append(out, "netns "+e.Name())
+			}
+		}
+	}
+	if cg, err := privileged.Cgroup2Root(); err == nil {
+		if _, err := os.Stat(filepath.Join(cg, prefix)); err == nil {
+			out = append(out, "cgroup "+filepath.Join(cg, prefix))
+		}
+	}
+	for _, p := range []string{filepath.Join("/sys/fs/bpf", prefix), filepath.Join(stateRoot, id)} {
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// RunningOwners returns the pids of processes that own a live harness run.
+func RunningOwners() []int {
+	entries, err := os.ReadDir(stateRoot)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		if !ownerAlive(e.Name()) {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(stateRoot, e.Name(), "owner.pid"))
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
