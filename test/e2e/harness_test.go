@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -153,12 +154,21 @@ func TestPrivilegedHarnessCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// kube-proxy programs the new endpoints shortly after they are Ready; until then the
+	// ClusterIP rejects connections, as in any cluster.
+	clusterIP := "http://" + svc.Spec.ClusterIP + "/"
+	if err := harness.WaitFor(ctx, 30*time.Second, "books ClusterIP reachable", func(ctx context.Context) (bool, error) {
+		_, err := httpGetFrom(ctx, srcNS, clusterIP)
+		return err == nil, err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, url, wantPod string
 	}{
 		{"same node pod", "http://" + net.JoinHostPort(byNode["node-1"][1].Status.PodIP, "8080") + "/", byNode["node-1"][1].Name},
 		{"cross node pod", "http://" + net.JoinHostPort(byNode["node-2"][0].Status.PodIP, "8080") + "/", byNode["node-2"][0].Name},
-		{"service ClusterIP", "http://" + svc.Spec.ClusterIP + "/", ""},
+		{"service ClusterIP", clusterIP, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := getFromNetNS(t, ctx, srcNS, tc.url)
@@ -212,23 +222,32 @@ func podReady(p corev1.Pod) bool {
 // getFromNetNS sends a GET from inside ns and decodes the echo answer.
 func getFromNetNS(t *testing.T, ctx context.Context, ns harness.NetNS, url string) echoserver.Response {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{DialContext: ns.DialContext, DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	r, err := httpGetFrom(ctx, ns, url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// httpGetFrom sends one GET from inside ns on a new connection and decodes the echo answer.
+func httpGetFrom(ctx context.Context, ns harness.NetNS, url string) (echoserver.Response, error) {
+	var r echoserver.Response
+	client := &http.Client{Transport: &http.Transport{DialContext: ns.DialContext, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return r, err
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return r, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
+		return r, fmt.Errorf("GET %s: %s\n%s", url, resp.Status, body)
 	}
-	var r echoserver.Response
 	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatalf("GET %s: %v\n%s", url, err, body)
+		return r, fmt.Errorf("GET %s: %w\n%s", url, err, body)
 	}
-	return r
+	return r, nil
 }

@@ -151,7 +151,8 @@ func cleanRun(id string) ([]string, error) {
 // points (a container runtime would create them inside the image instead).
 const createdDirsFile = "created-dirs"
 
-// removeCreatedDirs removes the recorded mount-point directories that are still empty, deepest first.
+// removeCreatedDirs removes the recorded mount points (directories, empty files) that are still
+// empty, deepest first.
 func removeCreatedDirs(state string) {
 	b, err := os.ReadFile(filepath.Join(state, createdDirsFile))
 	if err != nil {
@@ -160,7 +161,11 @@ func removeCreatedDirs(state string) {
 	dirs := strings.Fields(string(b))
 	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
 	for _, d := range dirs {
-		_ = syscall.Rmdir(d) // fails, as it should, when not empty or still used by another run
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() && fi.Size() != 0 {
+			continue // gone, or a file somebody has written to since
+		}
+		_ = os.Remove(d) // fails, as it should, for a directory not empty or still mounted
 	}
 }
 

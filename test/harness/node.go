@@ -327,6 +327,7 @@ func (n *Node) startKubeProxy() error {
 			"--kubeconfig=" + kubeconfig,
 			"--hostname-override=" + n.Name,
 			"--proxy-mode=iptables",
+			"--iptables-min-sync-period=100ms", // tests see new endpoints quickly
 			"--cluster-cidr=" + clusterCIDR.String(),
 			"--bind-address=" + n.IP.String(),
 			"--healthz-bind-address=127.0.0.1:10256",
