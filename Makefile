@@ -58,4 +58,4 @@ lint: ## gofmt, go vet and staticcheck
 
 .PHONY: clean-harness
 clean-harness: ## remove namespaces, cgroups, pins and processes left by crashed harness runs
-	$(GO) run ./test/harness/cmd/weft-harness clean -all
+	$(GO) run ./test/harness/cmd/weft-harness clean

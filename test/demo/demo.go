@@ -62,6 +62,11 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 			return nil, err
 		}
 	}
+	for _, svc := range []string{"gw", "books", "ratings"} {
+		if err := c.WaitServiceReady(ctx, Namespace, svc, 1, time.Minute); err != nil {
+			return nil, err
+		}
+	}
 	res := &Result{DeployFor: time.Since(start)}
 	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -105,10 +110,11 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 	return res, nil
 }
 
-// clientRun runs the client test app inside a pod and returns its JSON report.
+// clientRun runs the client test app inside a pod and returns its JSON report. Every request
+// opens a new connection, so a Service spreads them over its endpoints.
 func clientRun(ctx context.Context, c *harness.Cluster, pod, url string, n int) (report.Report, error) {
 	var r report.Report
-	out, err := c.Exec(ctx, Namespace, pod, c.Binary("client"), "http", url, "-n", fmt.Sprint(n), "-c", "1", "-json")
+	out, err := c.Exec(ctx, Namespace, pod, c.Binary("client"), "http", url, "-n", fmt.Sprint(n), "-c", "1", "-new-conn", "-json")
 	if err != nil {
 		return r, err
 	}
@@ -133,10 +139,25 @@ func writeReport(out io.Writer, res *Result) {
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  PATH\tOK\tANSWERED BY\tP50 ms\tP99 ms")
 	for _, h := range res.Hops {
-		fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%.2f\t%.2f\n", h.Name, h.Report.OK, h.Report.Count, counts(h.Report.Versions), h.Report.Latency.P50, h.Report.Latency.P99)
+		fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%.2f\t%.2f\n", h.Name, h.Report.OK, h.Report.Count, answeredBy(h.Report), h.Report.Latency.P50, h.Report.Latency.P99)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
+}
+
+// answeredBy lists which versions of which apps answered: "books v1=21 v2=29"; for a chain,
+// every app on it.
+func answeredBy(r report.Report) string {
+	apps := make([]string, 0, len(r.Services))
+	for app := range r.Services {
+		apps = append(apps, app)
+	}
+	sort.Strings(apps)
+	parts := make([]string, len(apps))
+	for i, app := range apps {
+		parts[i] = app + " " + counts(r.Services[app])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // counts renders {"v1": 26, "v2": 24} as "v1=26 v2=24".

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -126,22 +125,7 @@ func TestPrivilegedHarnessCluster(t *testing.T) {
 		t.Fatalf("want 2 pods per node, got node-1=%d node-2=%d", len(byNode["node-1"]), len(byNode["node-2"]))
 	}
 
-	err = harness.WaitFor(ctx, time.Minute, "4 ready endpoints of books", func(ctx context.Context) (bool, error) {
-		slices, err := c.Client.DiscoveryV1().EndpointSlices("mesh").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=books"})
-		if err != nil {
-			return false, err
-		}
-		ready := 0
-		for _, s := range slices.Items {
-			for _, e := range s.Endpoints {
-				if e.Conditions.Ready != nil && *e.Conditions.Ready {
-					ready++
-				}
-			}
-		}
-		return ready == 4, nil
-	})
-	if err != nil {
+	if err := c.WaitServiceReady(ctx, "mesh", "books", 4, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
@@ -154,15 +138,7 @@ func TestPrivilegedHarnessCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// kube-proxy programs the new endpoints shortly after they are Ready; until then the
-	// ClusterIP rejects connections, as in any cluster.
 	clusterIP := "http://" + svc.Spec.ClusterIP + "/"
-	if err := harness.WaitFor(ctx, 30*time.Second, "books ClusterIP reachable", func(ctx context.Context) (bool, error) {
-		_, err := httpGetFrom(ctx, srcNS, clusterIP)
-		return err == nil, err
-	}); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name, url, wantPod string
 	}{

@@ -27,6 +27,28 @@ func newRunID() string {
 	return hex.EncodeToString(b)
 }
 
+// createRunDir creates a run's state directory with the owner's pid already inside, by renaming
+// a hidden directory into place, so that no concurrent Clean ever sees a run without an owner.
+func createRunDir(dir string) error {
+	tmp := filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir))
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return fmt.Errorf("harness: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("harness: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("harness: %w", err)
+	}
+	return nil
+}
+
+// MarkDetached records that the run in dir was started to stay up in the background, so that
+// StopDetached may end it.
+func MarkDetached(dir string) error {
+	return os.WriteFile(filepath.Join(dir, "detached"), nil, 0o644)
+}
+
 // runPrefix is the prefix of every name a run creates.
 func runPrefix(runID string) string { return "weft-" + runID }
 
@@ -78,7 +100,12 @@ func knownRuns() ([]string, error) {
 		id, _, _ := strings.Cut(rest, "-")
 		return id
 	}
-	add(stateRoot, func(name string) string { return name })
+	add(stateRoot, func(name string) string {
+		if strings.HasPrefix(name, ".") {
+			return "" // a run being created
+		}
+		return name
+	})
 	add(netnsDir, fromPrefixed)
 	add("/sys/fs/bpf", fromPrefixed)
 	if cg, err := privileged.Cgroup2Root(); err == nil {
@@ -194,19 +221,20 @@ func Leftovers(id string) []string {
 	return out
 }
 
-// RunningOwners returns the pids of processes that own a live harness run.
-func RunningOwners() []int {
+// DetachedOwners returns the pids of the live processes that own detached runs (see MarkDetached).
+func DetachedOwners() []int {
 	entries, err := os.ReadDir(stateRoot)
 	if err != nil {
 		return nil
 	}
 	var pids []int
 	for _, e := range entries {
-		if !ownerAlive(e.Name()) {
+		dir := filepath.Join(stateRoot, e.Name())
+		if !fileExists(filepath.Join(dir, "detached")) || !ownerAlive(e.Name()) {
 			continue
 		}
-		b, _ := os.ReadFile(filepath.Join(stateRoot, e.Name(), "owner.pid"))
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() {
+		b, _ := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			pids = append(pids, pid)
 		}
 	}

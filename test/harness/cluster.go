@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -89,11 +88,8 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		log:      opts.Logger.With("run", runID),
 		progress: NewProgress(opts.Progress),
 	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("harness: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(c.Dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return nil, fmt.Errorf("harness: %w", err)
+	if err := createRunDir(c.Dir); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {

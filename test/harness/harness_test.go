@@ -173,10 +173,10 @@ func TestProgress(t *testing.T) {
 	if _, err := p.Write([]byte("from another package\n")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Write([]byte("[  1.0s] already prefixed\n")); err != nil {
+	if _, err := p.Write([]byte("[ 91.0s] own timeline\ntwo lines\n")); err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile(`^\[ +\d+\.\ds\] building things\n\[ +\d+\.\ds\] from another package\n\[  1\.0s\] already prefixed\n$`)
+	re := regexp.MustCompile(`^\[ +0\.\ds\] building things\n\[ +0\.\ds\] from another package\n\[ +0\.\ds\] own timeline\n\[ +0\.\ds\] two lines\n$`)
 	if !re.MatchString(b.String()) {
 		t.Errorf("progress output:\n%s", b.String())
 	}

@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 )
@@ -30,14 +31,22 @@ func (p *Progress) Step(format string, args ...any) {
 	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
-// Write lets a Progress be the progress writer of other packages: each line is passed through
-// with the elapsed-time prefix unless it already has one.
+// Write lets a Progress be the progress writer of other packages: each line gets the
+// elapsed-time prefix, replacing the writer's own "[  1.2s] " prefix if it has one, so that all
+// steps share one timeline.
 func (p *Progress) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(b) > 0 && b[0] == '[' {
-		return p.w.Write(b)
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "[") {
+			if _, rest, ok := strings.Cut(line, "s] "); ok {
+				line = rest
+			}
+		}
+		fmt.Fprintf(p.w, "[%6.1fs] %s", time.Since(p.start).Seconds(), line)
 	}
-	fmt.Fprintf(p.w, "[%6.1fs] %s", time.Since(p.start).Seconds(), b)
 	return len(b), nil
 }

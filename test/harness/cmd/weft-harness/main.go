@@ -2,8 +2,9 @@
 //
 //	weft-harness demo [-keep] [-nodes N]   the demo: cluster + sample app + traffic report (make demo)
 //	weft-harness up [-nodes N]             a cluster that stays up until SIGINT/SIGTERM
-//	weft-harness down                      stop every running harness cluster and clean up
-//	weft-harness clean [-all]              remove what crashed runs left (make clean-harness)
+//	weft-harness down                      stop the clusters kept up by -keep / -detach
+//	weft-harness clean [-all]              remove what crashed runs left (make clean-harness);
+//	                                       -all also ends live runs, tests included
 //
 // With -keep, demo (and up -detach) leave the cluster running in the background, print its
 // kubeconfig and return; `weft-harness down` (make demo-down) ends it.
@@ -117,6 +118,11 @@ func withCluster(nodes int, stay bool, fn func(context.Context, *harness.Cluster
 	if !stay {
 		return nil
 	}
+	if os.Getenv(detachedEnv) != "" {
+		if err := harness.MarkDetached(c.Dir); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("\nCluster %s is up. Use it with:\n\n  export KUBECONFIG=%s\n  %s get nodes,pods -A -o wide\n\nStop it with: make demo-down (or weft-harness down)\n%s\n",
 		c.RunID, c.Kubeconfig, c.Tools.Kubectl, readyLine)
 	<-ctx.Done()
@@ -179,10 +185,11 @@ func detach() error {
 	}
 }
 
-// runDown stops every running harness cluster (SIGTERM to its owner, bounded wait) and removes
-// whatever remains.
+// runDown stops the clusters started with -keep or -detach (SIGTERM to their owners, bounded
+// wait; each owner removes its own cluster) and then removes what dead runs left. Clusters of
+// running tests are not touched.
 func runDown() error {
-	owners := harness.RunningOwners()
+	owners := harness.DetachedOwners()
 	for _, pid := range owners {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 	}
@@ -192,11 +199,11 @@ func runDown() error {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	removed, err := harness.Clean("", true)
+	removed, err := harness.Clean("", false)
 	for _, r := range removed {
 		fmt.Println("removed", r)
 	}
-	fmt.Printf("stopped %d harness cluster(s)\n", len(owners))
+	fmt.Printf("stopped %d background harness cluster(s)\n", len(owners))
 	return err
 }
 
