@@ -169,12 +169,159 @@ func TestPrivilegedHarnessCluster(t *testing.T) {
 		})
 	}
 
+	t.Run("hostNetwork daemonset", func(t *testing.T) { testHostNetworkDaemonSet(t, ctx, c, srcNS) })
+	t.Run("probes", func(t *testing.T) { testProbes(t, ctx, c) })
+	t.Run("garbage collection", func(t *testing.T) { testGarbageCollection(t, ctx, c) })
+
 	if err := c.Client.CoreV1().Namespaces().Delete(ctx, "mesh", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	err = harness.WaitFor(ctx, 2*time.Minute, "namespace mesh deleted", func(ctx context.Context) (bool, error) {
 		_, err := c.Client.CoreV1().Namespaces().Get(ctx, "mesh", metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if _, err := c.PodNetNS(&p); err == nil {
+			t.Errorf("pod %s still has its network namespace after deletion", p.Name)
+		}
+	}
+}
+
+const nodeEchoManifest = `
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node-echo, namespace: mesh}
+spec:
+  selector: {matchLabels: {app: node-echo}}
+  template:
+    metadata: {labels: {app: node-echo}}
+    spec:
+      hostNetwork: true
+      containers:
+      - name: echo
+        image: weftmesh/echo
+        env: [{name: PORT, value: "18080"}, {name: NAME, value: node-echo}]
+        readinessProbe: {httpGet: {path: /readyz, port: 18080}, periodSeconds: 1}
+`
+
+// testHostNetworkDaemonSet runs a hostNetwork DaemonSet: one pod per node, in the node's network
+// namespace, reachable at the node's IP from a pod.
+func testHostNetworkDaemonSet(t *testing.T, ctx context.Context, c *harness.Cluster, from harness.NetNS) {
+	if err := c.Apply(ctx, "mesh", []byte(nodeEchoManifest)); err != nil {
+		t.Fatal(err)
+	}
+	err := harness.WaitFor(ctx, time.Minute, "daemonset node-echo ready on every node", func(ctx context.Context) (bool, error) {
+		ds, err := c.Client.AppsV1().DaemonSets("mesh").Get(ctx, "node-echo", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return ds.Status.DesiredNumberScheduled == int32(len(c.Nodes)) && ds.Status.NumberReady == ds.Status.DesiredNumberScheduled, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := c.Client.CoreV1().Pods("mesh").List(ctx, metav1.ListOptions{LabelSelector: "app=node-echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		n := c.Node(p.Spec.NodeName)
+		if p.Status.PodIP != n.IP.String() {
+			t.Errorf("hostNetwork pod %s has IP %s, want its node's %s", p.Name, p.Status.PodIP, n.IP)
+		}
+		r := getFromNetNS(t, ctx, from, "http://"+net.JoinHostPort(n.IP.String(), "18080")+"/")
+		if r.Name != "node-echo" || r.Hostname != n.Name {
+			t.Errorf("%s:18080 answered name %q hostname %q, want node-echo on %s", n.IP, r.Name, r.Hostname, n.Name)
+		}
+	}
+}
+
+const probesManifest = `
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy, namespace: mesh, labels: {app: probes}}
+spec:
+  containers:
+  - name: echo
+    image: weftmesh/echo
+    livenessProbe: {httpGet: {path: "/live?status=500", port: 8080}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unready, namespace: mesh, labels: {app: probes}}
+spec:
+  containers:
+  - name: echo
+    image: weftmesh/echo
+    readinessProbe: {tcpSocket: {port: 9999}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: probes, namespace: mesh}
+spec:
+  selector: {app: probes}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
+// testProbes checks that a failing liveness probe restarts its container and a failing
+// readiness probe keeps its pod NotReady and out of the Service's endpoints.
+func testProbes(t *testing.T, ctx context.Context, c *harness.Cluster) {
+	if err := c.Apply(ctx, "mesh", []byte(probesManifest)); err != nil {
+		t.Fatal(err)
+	}
+	err := harness.WaitFor(ctx, time.Minute, "liveness restart of mesh/unhealthy", func(ctx context.Context) (bool, error) {
+		p, err := c.Client.CoreV1().Pods("mesh").Get(ctx, "unhealthy", metav1.GetOptions{})
+		if err != nil || len(p.Status.ContainerStatuses) == 0 {
+			return false, err
+		}
+		return p.Status.ContainerStatuses[0].RestartCount >= 1, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Client.CoreV1().Pods("mesh").Get(ctx, "unready", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status.Phase != corev1.PodRunning || podReady(*p) {
+		t.Errorf("unready pod: phase %s, ready %v; want Running and not Ready", p.Status.Phase, podReady(*p))
+	}
+	slices, err := c.Client.DiscoveryV1().EndpointSlices("mesh").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=probes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && *e.Conditions.Ready && e.TargetRef != nil && e.TargetRef.Name == "unready" {
+				t.Errorf("unready pod is a ready endpoint of service probes")
+			}
+		}
+	}
+}
+
+// testGarbageCollection deletes the books Deployment: the garbage collector removes its
+// ReplicaSet and pods, and the kubelet their sandboxes.
+func testGarbageCollection(t *testing.T, ctx context.Context, c *harness.Cluster) {
+	pods, err := c.Client.CoreV1().Pods("mesh").List(ctx, metav1.ListOptions{LabelSelector: "app=books"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.AppsV1().Deployments("mesh").Delete(ctx, "books", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = harness.WaitFor(ctx, time.Minute, "books ReplicaSet and pods collected", func(ctx context.Context) (bool, error) {
+		rs, err := c.Client.AppsV1().ReplicaSets("mesh").List(ctx, metav1.ListOptions{LabelSelector: "app=books"})
+		if err != nil {
+			return false, err
+		}
+		left, err := c.Client.CoreV1().Pods("mesh").List(ctx, metav1.ListOptions{LabelSelector: "app=books"})
+		if err != nil {
+			return false, err
+		}
+		return len(rs.Items) == 0 && len(left.Items) == 0, nil
 	})
 	if err != nil {
 		t.Fatal(err)
