@@ -128,23 +128,6 @@ func (k *kubelet) stop() {
 	k.wg.Wait()
 }
 
-// PodIP returns the pod's network namespace on the node (hostNetwork pods share the node's).
-func (n *Node) podNetNS(uid types.UID) (NetNS, bool) {
-	k := n.kubelet
-	if k == nil {
-		return NetNS{}, false
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	w := k.pods[uid]
-	if w == nil {
-		return NetNS{}, false
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.netns, w.netns.Name != ""
-}
-
 // podWorker runs one pod from setup to teardown.
 type podWorker struct {
 	k   *kubelet

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -365,5 +364,3 @@ func (n *Node) stop() {
 
 // Logger returns the cluster logger with the node's name.
 func (n *Node) logger() *slog.Logger { return n.cluster.log.With("node", n.Name) }
-
-var errNodeGone = errors.New("node stopped")
