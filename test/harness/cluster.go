@@ -74,9 +74,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	// Runs whose owner died (a crashed test) are removed first: their processes are not tied to
-	// the owner's life (PDEATHSIG fires when the forking thread exits, not the process, so it
-	// cannot be used from Go), but their cgroup holds them all.
+	// Runs whose owner died (a crashed test) are removed first.
 	if _, err := Clean("", false); err != nil {
 		opts.Logger.Warn("cleaning stale harness runs", "err", err)
 	}

@@ -25,22 +25,22 @@ func (n NetNS) Path() string { return filepath.Join(netnsDir, n.Name) }
 // newNetNS creates a named network namespace with its loopback device up, without changing the
 // namespace of the calling thread.
 func newNetNS(name string) (NetNS, error) {
-	err := onLockedThread(func() error {
+	err := onLockedThread(func() (bool, error) {
 		orig, err := netns.Get()
 		if err != nil {
-			return fmt.Errorf("netns: current: %w", err)
+			return true, fmt.Errorf("netns: current: %w", err)
 		}
 		defer orig.Close()
 		h, err := netns.NewNamed(name) // also switches the thread into the new namespace
 		if err != nil {
-			return fmt.Errorf("netns: create %s: %w", name, err)
+			return true, fmt.Errorf("netns: create %s: %w", name, err)
 		}
 		h.Close()
 		upErr := setLinkUp("lo")
 		if err := netns.Set(orig); err != nil {
-			return fmt.Errorf("netns: leave %s: %w", name, err)
+			return false, fmt.Errorf("netns: leave %s: %w", name, err)
 		}
-		return upErr
+		return true, upErr
 	})
 	if err != nil {
 		return NetNS{}, err
@@ -60,37 +60,38 @@ func deleteNetNS(name string) error {
 // Do runs fn on an OS thread that is inside n, then returns the thread to its namespace. Sockets
 // created by fn stay in n; processes forked by fn start in n.
 func (n NetNS) Do(fn func() error) error {
-	return onLockedThread(func() error {
+	return onLockedThread(func() (bool, error) {
 		orig, err := netns.Get()
 		if err != nil {
-			return fmt.Errorf("netns: current: %w", err)
+			return true, fmt.Errorf("netns: current: %w", err)
 		}
 		defer orig.Close()
 		target, err := netns.GetFromPath(n.Path())
 		if err != nil {
-			return fmt.Errorf("netns: open %s: %w", n.Name, err)
+			return true, fmt.Errorf("netns: open %s: %w", n.Name, err)
 		}
 		defer target.Close()
 		if err := netns.Set(target); err != nil {
-			return fmt.Errorf("netns: enter %s: %w", n.Name, err)
+			return true, fmt.Errorf("netns: enter %s: %w", n.Name, err)
 		}
 		fnErr := fn()
 		if err := netns.Set(orig); err != nil {
-			// The thread is stuck in the wrong namespace: keep it locked so the runtime discards it.
-			return fmt.Errorf("netns: leave %s: %w", n.Name, err)
+			return false, fmt.Errorf("netns: leave %s: %w", n.Name, err)
 		}
-		return fnErr
+		return true, fnErr
 	})
 }
 
-// onLockedThread runs fn on a locked OS thread. If fn leaves the thread in an unknown state (an
-// error from netns.Set), the thread is not unlocked and dies with the goroutine.
-func onLockedThread(fn func() error) error {
+// onLockedThread runs fn on a locked OS thread. fn reports whether the thread is clean (back in
+// the namespace it started in): only a clean thread is unlocked and reused; any other stays
+// locked and ends with its goroutine. Ending threads only then matters: PDEATHSIG, which the
+// harness's processes use, fires when the forking thread ends, not the process.
+func onLockedThread(fn func() (clean bool, err error)) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		err := fn()
-		if err == nil {
+		clean, err := fn()
+		if clean {
 			runtime.UnlockOSThread()
 		}
 		errc <- err

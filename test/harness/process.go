@@ -51,6 +51,7 @@ func startProcess(shimPath string, spec podshim.Spec, specPath, cgroupDir, logPa
 		UseCgroupFD:  true,
 		CgroupFD:     int(cg.Fd()),
 		Setpgid:      true,
+		Pdeathsig:    syscall.SIGKILL, // a crashed harness takes its pods along; Clean removes the rest
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("process: start %s: %w", spec.Argv[0], err)
