@@ -1,0 +1,277 @@
+// Command weft-bench measures Weft's data path in a fresh two-node harness cluster and writes
+// the results (make bench).
+//
+// Usage:
+//
+//	weft-bench [-quick] [-out DIR] [-timeout D] [-tune-client=false]
+//
+// It starts the cluster (printing the harness's progress lines), deploys the benchmark pods
+// (client on node-1; echo server and bulk receiver on node-2), runs every workload of the plan
+// for every scenario, and writes DIR/bench-<UTC time>.json (the bench.Run) and
+// DIR/bench-<UTC time>.md (the Markdown table, also printed on stdout). The only scenario so far
+// is no-mesh, plain pod→pod across the nodes; Weft scenarios become further rows.
+//
+// -quick runs each HTTP load point once for 5 s after a 1 s warm-up, with smaller bulk
+// transfers: the whole run, cluster included, takes under 3 minutes. The default full mode runs
+// each load point 3 times for 15 s after a 5 s warm-up.
+//
+// Needs root (network namespaces, cgroups). The exit status is 1 when the cluster cannot start
+// or any workload failed (the files are written anyway), 2 on a usage error.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weftmesh/weft/test/bench"
+	"github.com/weftmesh/weft/test/harness"
+)
+
+type config struct {
+	mode       bench.Mode
+	outDir     string
+	timeout    time.Duration
+	tuneClient bool
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "weft-bench:", err)
+		}
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	err = run(ctx, cfg, os.Stdout, logger)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "weft-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("weft-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	quick := fs.Bool("quick", false, "short run (under 3 minutes with the cluster): 1 × 5 s per load point")
+	out := fs.String("out", "bench-results", "directory for bench-<time>.json and bench-<time>.md")
+	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 6m with -quick, 30m otherwise)")
+	tune := fs.Bool("tune-client", true, "widen the ephemeral port range and reuse TIME_WAIT sockets in the client pod")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune}
+	if *quick {
+		cfg.mode = bench.Quick
+	}
+	if cfg.timeout == 0 {
+		cfg.timeout = 30 * time.Minute
+		if *quick {
+			cfg.timeout = 6 * time.Minute
+		}
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger) (err error) {
+	plan, err := bench.NewPlan(cfg.mode)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	started := time.Now().UTC()
+	progress := harness.NewProgress(stdout)
+	progress.Step("weft-bench %s mode: %d workloads, HTTP load ≈ %s per scenario", cfg.mode, len(plan.Workloads), plan.HTTPTime())
+	r := &bench.Run{
+		Schema:   bench.SchemaVersion,
+		ID:       started.Format("20060102-150405"),
+		Mode:     cfg.mode,
+		Started:  started,
+		Env:      bench.CollectEnv(ctx, root),
+		Plan:     plan,
+		Baseline: bench.BaselineScenario,
+	}
+
+	// The benchmark addresses pods by IP: no cluster DNS, one process less competing for CPU.
+	c, err := harness.Start(ctx, harness.Options{Nodes: 2, RepoRoot: root, NoDNS: true, Progress: progress, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("start cluster: %w", err)
+	}
+	defer func() {
+		progress.Step("tearing down cluster %s", c.RunID)
+		if cerr := c.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		}
+		progress.Step("done in %s", time.Since(started).Round(time.Second))
+	}()
+
+	// Private copies: a rebuild of the shared tools cache during the run must not change or
+	// remove the load generators under it.
+	tools, err := os.MkdirTemp("", "weft-bench-")
+	if err != nil {
+		return fmt.Errorf("tools: %w", err)
+	}
+	defer os.RemoveAll(tools)
+	fortio, err := copyBinary(c.Binary("fortio"), tools)
+	if err != nil {
+		return err
+	}
+	bulk, err := copyBinary(c.Binary("bulk"), tools)
+	if err != nil {
+		return err
+	}
+	progress.Step("deploying the benchmark pods: client on node-1, echo server and bulk receiver on node-2")
+	target, err := bench.NewTopology("bench").Deploy(ctx, c, fortio)
+	if err != nil {
+		return err
+	}
+	progress.Step("client %s → server %s, bulk %s", target.ClientPod, target.HTTPURL, target.BulkAddr)
+	if cfg.tuneClient {
+		if err := bench.TuneClient(ctx, c, target); err != nil {
+			return err
+		}
+	}
+	runner := &bench.Runner{Exec: c, Fortio: fortio, Bulk: bulk, Plan: plan, Progress: progress.Step, Log: logger}
+	scenarios := []bench.Scenario{{
+		Name:        bench.BaselineScenario,
+		Description: "plain pod→pod across the two nodes: pod veth, node bridge, node eth0, underlay bridge and back; no mesh",
+		Target:      target,
+	}}
+	for _, sc := range scenarios {
+		progress.Step("scenario %s", sc.Name)
+		r.Scenarios = append(r.Scenarios, runner.Run(ctx, sc))
+	}
+	r.Finished = time.Now().UTC()
+	r.Env.FortioVersion = runner.FortioVersion()
+	if r.Env.FortioVersion == "" {
+		r.Env.FortioVersion = toolVersion(ctx, fortio)
+	}
+	if err := r.ComputeRatios(); err != nil {
+		return err
+	}
+	if err := write(cfg.outDir, r, stdout); err != nil {
+		return err
+	}
+	var failed []string
+	for _, sc := range r.Scenarios {
+		for _, res := range sc.Results {
+			if res.Error != "" {
+				failed = append(failed, sc.Name+"/"+res.Workload)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d workloads failed: %s", len(failed), strings.Join(failed, ", "))
+	}
+	return ctx.Err()
+}
+
+// write stores the run as JSON and Markdown in dir and prints the Markdown.
+func write(dir string, r *bench.Run, stdout io.Writer) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	base := filepath.Join(dir, "bench-"+r.ID)
+	j, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	if err := os.WriteFile(base+".json", append(j, '\n'), 0o644); err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	var md strings.Builder
+	if err := bench.WriteMarkdown(&md, r); err != nil {
+		return err
+	}
+	if err := os.WriteFile(base+".md", []byte(md.String()), 0o644); err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	fmt.Fprintf(stdout, "\n%s\nwritten: %s.json, %s.md\n", md.String(), base, base)
+	return nil
+}
+
+// repoRoot finds the directory of the weft module's go.mod above the working directory. It is
+// passed to the harness explicitly: the harness derives it from the tools cache otherwise, which
+// is wrong when WEFT_TOOLS_CACHE points outside the repository.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("repo root: %w", err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && isWeftModule(b) {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("repo root: no go.mod of github.com/weftmesh/weft above %s", dir)
+		}
+	}
+}
+
+func isWeftModule(gomod []byte) bool {
+	for line := range strings.Lines(string(gomod)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`) == "github.com/weftmesh/weft"
+		}
+	}
+	return false
+}
+
+// copyBinary copies the executable src into dir and returns the copy's path.
+func copyBinary(src, dir string) (string, error) {
+	if src == "" {
+		return "", errors.New("tools: binary not in the harness image table")
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("tools: %w", err)
+	}
+	defer in.Close()
+	dst := filepath.Join(dir, filepath.Base(src))
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return "", fmt.Errorf("tools: %w", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", fmt.Errorf("tools: copy %s: %w", src, err)
+	}
+	if err := out.Close(); err != nil {
+		return "", fmt.Errorf("tools: %w", err)
+	}
+	return dst, nil
+}
+
+// toolVersion returns the first line of `bin version`, or "".
+func toolVersion(ctx context.Context, bin string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "version").Output()
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}

@@ -1,0 +1,236 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// WriteMarkdown renders a run as a Markdown section: what ran where, then one table with a row
+// per workload and scenario, the baseline first, then notes on suspect samples and failures.
+//
+// Figures are medians over the repetitions, with (min–max) when there was more than one. The two
+// ratio columns divide a row's median by the baseline row's median of the same workload: p99
+// latency (with the difference in ms) and throughput. A fixed-rate workload has no throughput
+// ratio, a bulk workload no latency ratio.
+func WriteMarkdown(w io.Writer, r *Run) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### weft-bench %s (%s)\n\n", r.ID, r.Mode)
+	fmt.Fprintf(&b, "Machine: %s. Tools: %s.\n\n", machine(r.Env), tools(r.Env))
+	fmt.Fprintf(&b, "Plan: %s. Figures are medians of the repetitions with (min–max); "+
+		"ratios divide by the %s row of the same workload in this run.\n\n", planText(r.Plan), r.Baseline)
+
+	base := r.Scenario(r.Baseline)
+	fmt.Fprintf(&b, "| workload | scenario | p50 ms | p90 ms | p99 ms | p99.9 ms | throughput | errors | p99 vs %s | throughput vs %s |\n", r.Baseline, r.Baseline)
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	var notes []string
+	for _, wl := range r.Plan.Workloads {
+		for _, sc := range orderScenarios(r) {
+			res := sc.Result(wl.ID)
+			if res == nil {
+				res = &Result{Workload: wl.ID}
+				notes = append(notes, fmt.Sprintf("%s, %s: not run", wl.ID, sc.Name))
+			}
+			var baseRes *Result
+			if base != nil {
+				baseRes = base.Result(wl.ID)
+			}
+			b.WriteString(row(wl, sc.Name, res, baseRes))
+			for _, n := range res.Notes {
+				notes = append(notes, fmt.Sprintf("%s, %s: %s", wl.ID, sc.Name, n))
+			}
+			if res.Error != "" {
+				notes = append(notes, fmt.Sprintf("%s, %s: FAILED: %s", wl.ID, sc.Name, oneLine(res.Error)))
+			}
+		}
+	}
+	if len(notes) > 0 {
+		b.WriteString("\nNotes:\n\n")
+		for _, n := range notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	if err != nil {
+		return fmt.Errorf("markdown: %w", err)
+	}
+	return nil
+}
+
+// orderScenarios returns the baseline first, then the others in run order.
+func orderScenarios(r *Run) []*ScenarioResult {
+	var out []*ScenarioResult
+	if b := r.Scenario(r.Baseline); b != nil {
+		out = append(out, b)
+	}
+	for i := range r.Scenarios {
+		if r.Scenarios[i].Name != r.Baseline {
+			out = append(out, &r.Scenarios[i])
+		}
+	}
+	return out
+}
+
+func row(w Workload, scenario string, res, base *Result) string {
+	cells := []string{workloadTitle(w), scenario}
+	s := res.Summary
+	if w.Kind == HTTP {
+		for _, m := range []Metric{P50, P90, P99, P999} {
+			cells = append(cells, statCell(s, m, "%.3f"))
+		}
+	} else {
+		cells = append(cells, "—", "—", "—", "—")
+	}
+	cells = append(cells, throughputCell(w, s), errorsCell(w, s), p99RatioCell(w, res, base), throughputRatioCell(w, res))
+	return "| " + strings.Join(cells, " | ") + " |\n"
+}
+
+// workloadTitle adds the fixed parameters to a workload's title.
+func workloadTitle(w Workload) string {
+	switch w.Kind {
+	case HTTP:
+		return fmt.Sprintf("%s, %d conns, %s", w.Title, w.Connections, sizeText(w.ResponseBytes))
+	case Bulk:
+		return fmt.Sprintf("%s, %s per stream", w.Title, w.StreamBytes)
+	}
+	return w.Title
+}
+
+func sizeText(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func statCell(s map[Metric]Stat, m Metric, format string) string {
+	st, ok := s[m]
+	if !ok || st.N == 0 {
+		return "—"
+	}
+	if st.N == 1 || st.Min == st.Max {
+		return fmt.Sprintf(format, st.Median)
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", st.Median, st.Min, st.Max)
+}
+
+func rateUnit(w Workload) string {
+	if w.Kind == HTTP && !w.KeepAlive {
+		return "conn/s"
+	}
+	return "rps"
+}
+
+func throughputCell(w Workload, s map[Metric]Stat) string {
+	switch w.Kind {
+	case HTTP:
+		c := statCell(s, RPS, "%.0f")
+		if c == "—" {
+			return c
+		}
+		return c + " " + rateUnit(w)
+	case Bulk:
+		c := statCell(s, Gbps, "%.2f")
+		if c == "—" {
+			return c
+		}
+		return c + " Gbit/s"
+	}
+	return "—"
+}
+
+// errorsCell shows the errors of all repetitions, and for HTTP their share of the requests.
+func errorsCell(w Workload, s map[Metric]Stat) string {
+	e, ok := s[Errors]
+	if !ok || e.N == 0 {
+		return "—"
+	}
+	if e.Sum == 0 {
+		return "0"
+	}
+	if req := s[Requests].Sum; w.Kind == HTTP && req > 0 {
+		return fmt.Sprintf("%.0f (%.2g %%)", e.Sum, 100*e.Sum/req)
+	}
+	return fmt.Sprintf("%.0f", e.Sum)
+}
+
+func p99RatioCell(w Workload, res, base *Result) string {
+	ratio, ok := res.Ratios[P99]
+	if w.Kind != HTTP || !ok {
+		return "—"
+	}
+	if base == nil || res == base {
+		return fmt.Sprintf("%.2f×", ratio)
+	}
+	d := res.Summary[P99].Median - base.Summary[P99].Median
+	return fmt.Sprintf("%.2f× (%+.3f ms)", ratio, d)
+}
+
+func throughputRatioCell(w Workload, res *Result) string {
+	m := RPS
+	switch {
+	case w.Kind == Bulk:
+		m = Gbps
+	case w.QPS > 0:
+		return "—" // the rate is fixed
+	}
+	ratio, ok := res.Ratios[m]
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", ratio)
+}
+
+func machine(e Env) string {
+	cpu := e.CPUModel
+	if cpu == "" {
+		cpu = "unknown CPU"
+	}
+	s := fmt.Sprintf("%d × %s, Linux %s, load average %.2f before the run", e.CPUs, cpu, e.Kernel, e.LoadAvg)
+	if e.CPUs > 0 && e.LoadAvg > 0.5*float64(e.CPUs) {
+		s += " (**busy machine: figures are noisy**)"
+	}
+	return s
+}
+
+func tools(e Env) string {
+	parts := []string{e.GoVersion, "fortio " + orUnknown(e.FortioVersion)}
+	parts = append(parts, "git "+orUnknown(e.GitRevision))
+	return strings.Join(parts, ", ")
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func planText(p Plan) string {
+	var bulk []string
+	for _, w := range p.Workloads {
+		if w.Kind == Bulk {
+			bulk = append(bulk, fmt.Sprintf("%d × %s", w.Streams, w.StreamBytes))
+		}
+	}
+	s := fmt.Sprintf("%s mode; each HTTP load point: %s warm-up, then %d × %s",
+		p.Mode, time.Duration(p.Warmup), p.Repetitions, time.Duration(p.Duration))
+	if len(bulk) > 0 {
+		transfers := "transfers"
+		if p.Repetitions == 1 {
+			transfers = "transfer"
+		}
+		s += fmt.Sprintf("; each bulk load point: %s per stream warm-up, then %d %s of %s",
+			p.WarmupBytes, p.Repetitions, transfers, strings.Join(bulk, " / "))
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}

@@ -1,0 +1,189 @@
+package bench
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// SchemaVersion is the version of the JSON layout of Run; bump it on incompatible changes.
+const SchemaVersion = 1
+
+// BaselineScenario is the name of the scenario every other scenario is compared with.
+const BaselineScenario = "no-mesh"
+
+// Run is everything one benchmark run measured. It is written as bench-<ID>.json.
+type Run struct {
+	Schema   int       `json:"schema"`
+	ID       string    `json:"id"` // UTC start time, 20060102-150405
+	Mode     Mode      `json:"mode"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Env      Env       `json:"env"`
+	Plan     Plan      `json:"plan"`
+	// Baseline names the scenario that ratios are relative to.
+	Baseline  string           `json:"baseline"`
+	Scenarios []ScenarioResult `json:"scenarios"`
+}
+
+// Env describes the machine and the tools of a run.
+type Env struct {
+	Kernel        string `json:"kernel"` // uname -r
+	CPUModel      string `json:"cpuModel"`
+	CPUs          int    `json:"cpus"`
+	GoVersion     string `json:"goVersion"`
+	FortioVersion string `json:"fortioVersion"`
+	GitRevision   string `json:"gitRevision,omitempty"`
+	// LoadAvg is /proc/loadavg's 1-minute load before the run: a load near CPUs means other
+	// work shared the machine and the figures are noisy.
+	LoadAvg float64 `json:"loadAvg"`
+}
+
+// ScenarioResult is one row per workload: one data path (no mesh, Weft L4, …) measured with
+// every workload of the plan.
+type ScenarioResult struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Target      Target   `json:"target"`
+	Results     []Result `json:"results"` // in the order of Plan.Workloads
+}
+
+// Result is what one workload measured in one scenario.
+type Result struct {
+	Workload string `json:"workload"` // Workload.ID
+	// Samples holds one entry per repetition, warm-up excluded.
+	Samples []Sample `json:"samples"`
+	// Summary is the median, min and max of every metric over the samples.
+	Summary map[Metric]Stat `json:"summary"`
+	// Ratios is, per metric of RatioMetrics, the median of this result divided by the median of
+	// the baseline scenario's result for the same workload (1 for the baseline itself).
+	Ratios map[Metric]float64 `json:"ratios,omitempty"`
+	// Notes flag suspect samples: errors, a fixed rate not reached, reopened connections.
+	Notes []string `json:"notes,omitempty"`
+	// Error is set when the workload could not be measured; Samples then holds what was.
+	Error string `json:"error,omitempty"`
+}
+
+// Sample is one repetition of a workload: metric → value.
+type Sample map[Metric]float64
+
+// Metric names a figure of a Sample. Latencies are in milliseconds.
+type Metric string
+
+// Metrics of HTTP and bulk samples.
+const (
+	P50      Metric = "p50_ms"
+	P90      Metric = "p90_ms"
+	P99      Metric = "p99_ms"
+	P999     Metric = "p99.9_ms"
+	RPS      Metric = "rps"      // achieved requests (or, without keep-alive, connections) per second
+	Requests Metric = "requests" // completed requests, errors included
+	Errors   Metric = "errors"   // requests that failed or did not answer 2xx
+	Sockets  Metric = "sockets"  // TCP connections opened by the load generator
+	Gbps     Metric = "gbps"     // bulk throughput, Gbit/s over all streams
+	Bytes    Metric = "bytes"    // bulk bytes transferred over all streams
+)
+
+// RatioMetrics are the metrics that get a ratio to the baseline. A latency ratio above 1 and a
+// throughput ratio below 1 are costs of the scenario.
+var RatioMetrics = []Metric{P50, P90, P99, P999, RPS, Gbps}
+
+// Stat summarises the samples of one metric.
+type Stat struct {
+	N      int     `json:"n"`
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	Sum    float64 `json:"sum"`
+}
+
+// Scenario returns the scenario with the given name, or nil.
+func (r *Run) Scenario(name string) *ScenarioResult {
+	for i := range r.Scenarios {
+		if r.Scenarios[i].Name == name {
+			return &r.Scenarios[i]
+		}
+	}
+	return nil
+}
+
+// Workload returns the plan's workload with the given ID, or nil.
+func (r *Run) Workload(id string) *Workload {
+	for i := range r.Plan.Workloads {
+		if r.Plan.Workloads[i].ID == id {
+			return &r.Plan.Workloads[i]
+		}
+	}
+	return nil
+}
+
+// Result returns the scenario's result for a workload, or nil.
+func (s *ScenarioResult) Result(workload string) *Result {
+	for i := range s.Results {
+		if s.Results[i].Workload == workload {
+			return &s.Results[i]
+		}
+	}
+	return nil
+}
+
+// NewResult summarises samples into a Result.
+func NewResult(workload string, samples []Sample) Result {
+	res := Result{Workload: workload, Samples: samples, Summary: map[Metric]Stat{}}
+	var metrics []Metric
+	for _, s := range samples {
+		for m := range s {
+			if !slices.Contains(metrics, m) {
+				metrics = append(metrics, m)
+			}
+		}
+	}
+	for _, m := range metrics {
+		var vals []float64
+		for _, s := range samples {
+			if v, ok := s[m]; ok {
+				vals = append(vals, v)
+			}
+		}
+		res.Summary[m] = Summarize(vals)
+	}
+	return res
+}
+
+// ComputeRatios fills Result.Ratios of every scenario relative to the baseline scenario. A
+// metric gets no ratio when either side lacks it or the baseline median is zero.
+func (r *Run) ComputeRatios() error {
+	base := r.Scenario(r.Baseline)
+	if base == nil {
+		return fmt.Errorf("ratios: baseline scenario %q not in run", r.Baseline)
+	}
+	for si := range r.Scenarios {
+		for ri := range r.Scenarios[si].Results {
+			res := &r.Scenarios[si].Results[ri]
+			res.Ratios = nil
+			b := base.Result(res.Workload)
+			if b == nil {
+				continue
+			}
+			for _, m := range RatioMetrics {
+				if ratio, ok := Ratio(res.Summary, b.Summary, m); ok {
+					if res.Ratios == nil {
+						res.Ratios = map[Metric]float64{}
+					}
+					res.Ratios[m] = ratio
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Ratio returns the median of m in s divided by its median in base.
+func Ratio(s, base map[Metric]Stat, m Metric) (float64, bool) {
+	v, ok1 := s[m]
+	b, ok2 := base[m]
+	if !ok1 || !ok2 || v.N == 0 || b.N == 0 || b.Median == 0 {
+		return 0, false
+	}
+	return v.Median / b.Median, true
+}

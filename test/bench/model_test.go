@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestNewResult(t *testing.T) {
+	res := NewResult("http-1000rps", []Sample{
+		{P99: 0.30, RPS: 1000, Errors: 0},
+		{P99: 0.28, RPS: 999, Errors: 2},
+		{P99: 0.35, RPS: 1001},
+	})
+	tests := []struct {
+		m    Metric
+		want Stat
+	}{
+		{P99, Stat{N: 3, Median: 0.30, Min: 0.28, Max: 0.35, Sum: 0.93}},
+		{RPS, Stat{N: 3, Median: 1000, Min: 999, Max: 1001, Sum: 3000}},
+		{Errors, Stat{N: 2, Median: 1, Min: 0, Max: 2, Sum: 2}},
+	}
+	for _, tt := range tests {
+		got := res.Summary[tt.m]
+		if got.N != tt.want.N || !approx(got.Median, tt.want.Median) || !approx(got.Min, tt.want.Min) ||
+			!approx(got.Max, tt.want.Max) || !approx(got.Sum, tt.want.Sum) {
+			t.Errorf("%s: %+v, want %+v", tt.m, got, tt.want)
+		}
+	}
+	if len(res.Summary) != 3 {
+		t.Errorf("summary has %d metrics: %v", len(res.Summary), res.Summary)
+	}
+}
+
+func TestRatio(t *testing.T) {
+	base := map[Metric]Stat{P99: {N: 3, Median: 0.2}, RPS: {N: 3, Median: 20000}, P50: {N: 1, Median: 0}}
+	tests := []struct {
+		name   string
+		s      map[Metric]Stat
+		m      Metric
+		want   float64
+		wantOK bool
+	}{
+		{"latency cost", map[Metric]Stat{P99: {N: 3, Median: 0.216}}, P99, 1.08, true},
+		{"throughput cost", map[Metric]Stat{RPS: {N: 3, Median: 15000}}, RPS, 0.75, true},
+		{"same", map[Metric]Stat{P99: {N: 3, Median: 0.2}}, P99, 1, true},
+		{"missing in scenario", map[Metric]Stat{}, P99, 0, false},
+		{"missing in baseline", map[Metric]Stat{Gbps: {N: 1, Median: 3}}, Gbps, 0, false},
+		{"zero baseline", map[Metric]Stat{P50: {N: 1, Median: 0.1}}, P50, 0, false},
+		{"no samples", map[Metric]Stat{P99: {}}, P99, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := Ratio(tt.s, base, tt.m)
+			if ok != tt.wantOK || !approx(got, tt.want) {
+				t.Errorf("Ratio = %v, %v; want %v, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestComputeRatios(t *testing.T) {
+	r := &Run{
+		Baseline: BaselineScenario,
+		Scenarios: []ScenarioResult{
+			{Name: "weft-l4", Results: []Result{
+				NewResult("http-1000rps", []Sample{{P50: 0.15, P99: 0.3, RPS: 1000, Errors: 0}}),
+				NewResult("tcp-1stream", []Sample{{Gbps: 4, Errors: 0}}),
+				NewResult("only-here", []Sample{{P99: 1}}),
+			}},
+			{Name: BaselineScenario, Results: []Result{
+				NewResult("http-1000rps", []Sample{{P50: 0.1, P99: 0.2, RPS: 1000, Errors: 5}}),
+				NewResult("tcp-1stream", []Sample{{Gbps: 5, Errors: 0}}),
+			}},
+		},
+	}
+	if err := r.ComputeRatios(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		scenario, workload string
+		want               map[Metric]float64
+	}{
+		{BaselineScenario, "http-1000rps", map[Metric]float64{P50: 1, P99: 1, RPS: 1}},
+		{BaselineScenario, "tcp-1stream", map[Metric]float64{Gbps: 1}},
+		{"weft-l4", "http-1000rps", map[Metric]float64{P50: 1.5, P99: 1.5, RPS: 1}},
+		{"weft-l4", "tcp-1stream", map[Metric]float64{Gbps: 0.8}},
+		{"weft-l4", "only-here", nil},
+	}
+	for _, tt := range tests {
+		got := r.Scenario(tt.scenario).Result(tt.workload).Ratios
+		if len(got) != len(tt.want) {
+			t.Errorf("%s/%s: ratios %v, want %v", tt.scenario, tt.workload, got, tt.want)
+			continue
+		}
+		for m, v := range tt.want {
+			if !approx(got[m], v) {
+				t.Errorf("%s/%s %s: %v, want %v", tt.scenario, tt.workload, m, got[m], v)
+			}
+		}
+	}
+
+	r.Baseline = "missing"
+	if err := r.ComputeRatios(); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("missing baseline: err = %v", err)
+	}
+}
+
+// TestRunJSONRoundTrip checks that the JSON file reads back into the same figures.
+func TestRunJSONRoundTrip(t *testing.T) {
+	r := goldenRun(t, "two-scenarios")
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Run
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Plan.Duration != r.Plan.Duration || back.Plan.Workloads[0] != r.Plan.Workloads[0] {
+		t.Errorf("plan: %+v", back.Plan)
+	}
+	got := back.Scenario("weft-l4").Result("http-3200rps")
+	want := r.Scenario("weft-l4").Result("http-3200rps")
+	if got.Summary[P99] != want.Summary[P99] || got.Ratios[P99] != want.Ratios[P99] {
+		t.Errorf("round trip: %+v, want %+v", got, want)
+	}
+	for _, key := range []string{`"p99.9_ms"`, `"ratios"`, `"duration":"15s"`, `"fortioVersion":"1.75.3"`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON lacks %s", key)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package bench
+
+import (
+	"fmt"
+	"time"
+)
+
+// Mode selects the durations of a run.
+type Mode string
+
+// Modes of a run.
+const (
+	// Full is long enough for a stable p99: 15 s per load point, 3 repetitions.
+	Full Mode = "full"
+	// Quick is a smoke run: the whole run including the cluster stays under 3 minutes.
+	Quick Mode = "quick"
+)
+
+// Kind is the kind of load a workload applies.
+type Kind string
+
+// Workload kinds.
+const (
+	HTTP Kind = "http" // fortio load against the echo server
+	Bulk Kind = "bulk" // bulk send to the bulk receiver
+)
+
+// Workload is one load point.
+type Workload struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	Kind  Kind   `json:"kind"`
+	// HTTP
+	QPS           int  `json:"qps,omitempty"` // 0 is as fast as possible
+	Connections   int  `json:"connections,omitempty"`
+	KeepAlive     bool `json:"keepAlive,omitempty"`
+	ResponseBytes int  `json:"responseBytes,omitempty"` // ?size= padding of the echo response
+	// Bulk
+	Streams     int    `json:"streams,omitempty"`
+	StreamBytes string `json:"streamBytes,omitempty"` // bytes per stream, bulk -bytes syntax
+}
+
+// Duration is a time.Duration that is a string ("15s") in JSON.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Plan is what a run executes per scenario.
+type Plan struct {
+	Mode Mode `json:"mode"`
+	// Warmup is a discarded run of each HTTP workload before its repetitions (a bulk workload is
+	// warmed up with one discarded transfer of WarmupBytes per stream).
+	Warmup      Duration `json:"warmup"`
+	WarmupBytes string   `json:"warmupBytes"`
+	// Duration is the length of one HTTP repetition.
+	Duration    Duration `json:"duration"`
+	Repetitions int      `json:"repetitions"`
+	// Pause separates load points so that the previous one's sockets drain.
+	Pause Duration `json:"pause"`
+	// Resolution is fortio's histogram resolution (-r) in seconds.
+	Resolution float64    `json:"resolution"`
+	Workloads  []Workload `json:"workloads"`
+}
+
+// NewPlan returns the plan of a mode.
+func NewPlan(mode Mode) (Plan, error) {
+	p := Plan{Mode: mode, Resolution: 0.00001, Pause: Duration(time.Second)}
+	single, multi := "2G", "1G"
+	switch mode {
+	case Full:
+		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(5*time.Second), Duration(15*time.Second), 3, "200M"
+	case Quick:
+		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(time.Second), Duration(5*time.Second), 1, "100M"
+		single, multi = "1G", "250M"
+	default:
+		return Plan{}, fmt.Errorf("plan: unknown mode %q", mode)
+	}
+	const conns, size = 16, 1024
+	p.Workloads = []Workload{
+		{ID: "http-1000rps", Title: "HTTP/1.1 keep-alive, 1000 rps", Kind: HTTP, QPS: 1000, Connections: conns, KeepAlive: true, ResponseBytes: size},
+		{ID: "http-3200rps", Title: "HTTP/1.1 keep-alive, 3200 rps", Kind: HTTP, QPS: 3200, Connections: conns, KeepAlive: true, ResponseBytes: size},
+		{ID: "http-max", Title: "HTTP/1.1 keep-alive, max rate", Kind: HTTP, QPS: 0, Connections: conns, KeepAlive: true, ResponseBytes: size},
+		{ID: "http-newconn", Title: "new connection per request, max rate", Kind: HTTP, QPS: 0, Connections: conns, KeepAlive: false, ResponseBytes: size},
+		{ID: "tcp-1stream", Title: "bulk TCP, 1 stream", Kind: Bulk, Streams: 1, StreamBytes: single},
+		{ID: "tcp-4streams", Title: "bulk TCP, 4 streams", Kind: Bulk, Streams: 4, StreamBytes: multi},
+	}
+	return p, nil
+}
+
+// HTTPTime returns how long the HTTP workloads of one scenario load the network: warm-ups,
+// repetitions and pauses (bulk transfers end when their bytes are through and are not included).
+func (p Plan) HTTPTime() time.Duration {
+	var d time.Duration
+	for _, w := range p.Workloads {
+		if w.Kind == HTTP {
+			d += time.Duration(p.Warmup) + time.Duration(p.Repetitions)*time.Duration(p.Duration) + time.Duration(p.Pause)
+		}
+	}
+	return d
+}

@@ -1,0 +1,270 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Executor runs a host binary inside a pod's network namespace and returns its combined output;
+// *harness.Cluster is one.
+type Executor interface {
+	Exec(ctx context.Context, namespace, pod string, argv ...string) ([]byte, error)
+}
+
+// Target is where a scenario's load goes: the pod the load generators run in and the addresses
+// they load.
+type Target struct {
+	Namespace  string `json:"namespace"`
+	ClientPod  string `json:"clientPod"`
+	ClientNode string `json:"clientNode"`
+	ServerNode string `json:"serverNode"`
+	HTTPURL    string `json:"httpURL"`  // echo server base URL, e.g. http://198.18.2.4:8080/
+	BulkAddr   string `json:"bulkAddr"` // bulk receiver host:port
+}
+
+// Scenario is one data path to measure.
+type Scenario struct {
+	Name        string
+	Description string
+	Target      Target
+}
+
+// Runner runs a plan's workloads for scenarios.
+type Runner struct {
+	Exec   Executor
+	Fortio string // host path of the fortio binary
+	Bulk   string // host path of the bulk binary
+	Plan   Plan
+	// Progress receives one line per repetition (nil: none).
+	Progress func(format string, args ...any)
+	Log      *slog.Logger // nil: discard
+
+	fortioVersion string // as reported in fortio's results
+}
+
+// FortioVersion returns the fortio version reported by the results so far ("" before any).
+func (r *Runner) FortioVersion() string { return r.fortioVersion }
+
+// execSlack bounds how long a load tool may take beyond its own duration (start-up, last
+// requests, JSON output).
+const execSlack = 30 * time.Second
+
+// bulkTimeout bounds one bulk transfer.
+const bulkTimeout = 2 * time.Minute
+
+// Run measures every workload of the plan for one scenario. A workload that fails gets a
+// Result with Error set and the run goes on; only ctx's end stops it early.
+func (r *Runner) Run(ctx context.Context, sc Scenario) ScenarioResult {
+	out := ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target}
+	for i, w := range r.Plan.Workloads {
+		if ctx.Err() != nil {
+			res := NewResult(w.ID, nil)
+			res.Error = ctx.Err().Error()
+			out.Results = append(out.Results, res)
+			continue
+		}
+		if i > 0 {
+			sleep(ctx, time.Duration(r.Plan.Pause))
+		}
+		out.Results = append(out.Results, r.workload(ctx, sc, w))
+	}
+	return out
+}
+
+func (r *Runner) workload(ctx context.Context, sc Scenario, w Workload) Result {
+	log := r.logger().With("scenario", sc.Name, "workload", w.ID)
+	if err := r.warmup(ctx, sc.Target, w); err != nil {
+		log.Warn("warm-up failed", "err", err)
+		res := NewResult(w.ID, nil)
+		res.Error = err.Error()
+		return res
+	}
+	var samples []Sample
+	var notes []string
+	for rep := 1; rep <= r.Plan.Repetitions; rep++ {
+		s, err := r.once(ctx, sc.Target, w, fmt.Sprintf("%s %s %d", sc.Name, w.ID, rep))
+		if err != nil {
+			log.Warn("repetition failed", "rep", rep, "err", err)
+			res := NewResult(w.ID, samples)
+			res.Notes = notes
+			res.Error = fmt.Sprintf("repetition %d: %v", rep, err)
+			return res
+		}
+		samples = append(samples, s)
+		notes = appendNotes(notes, w, s, rep)
+		r.progress("%s %-13s rep %d/%d: %s", sc.Name, w.ID, rep, r.Plan.Repetitions, describe(w, s))
+	}
+	res := NewResult(w.ID, samples)
+	res.Notes = notes
+	return res
+}
+
+// warmup runs the workload once and discards the result.
+func (r *Runner) warmup(ctx context.Context, t Target, w Workload) error {
+	var err error
+	switch w.Kind {
+	case HTTP:
+		if r.Plan.Warmup > 0 {
+			_, err = r.fortio(ctx, t, w, time.Duration(r.Plan.Warmup), "warmup")
+		}
+	case Bulk:
+		if r.Plan.WarmupBytes != "" {
+			ww := w
+			ww.StreamBytes = r.Plan.WarmupBytes
+			_, err = r.bulk(ctx, t, ww)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	return nil
+}
+
+func (r *Runner) once(ctx context.Context, t Target, w Workload, label string) (Sample, error) {
+	switch w.Kind {
+	case HTTP:
+		return r.fortio(ctx, t, w, time.Duration(r.Plan.Duration), label)
+	case Bulk:
+		return r.bulk(ctx, t, w)
+	}
+	return nil, fmt.Errorf("workload %s: unknown kind %q", w.ID, w.Kind)
+}
+
+func (r *Runner) fortio(ctx context.Context, t Target, w Workload, d time.Duration, label string) (Sample, error) {
+	argv, err := FortioArgs(r.Fortio, t, w, d, r.Plan.Resolution, label)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d+execSlack)
+	defer cancel()
+	out, err := r.Exec.Exec(ctx, t.Namespace, t.ClientPod, argv...)
+	if err != nil {
+		return nil, fmt.Errorf("fortio: %w", err)
+	}
+	res, err := ParseFortio(out)
+	if err != nil {
+		return nil, err
+	}
+	if res.Version != "" {
+		r.fortioVersion = res.Version
+	}
+	return res.Sample(), nil
+}
+
+func (r *Runner) bulk(ctx context.Context, t Target, w Workload) (Sample, error) {
+	argv := BulkArgs(r.Bulk, t, w)
+	ctx, cancel := context.WithTimeout(ctx, bulkTimeout+execSlack)
+	defer cancel()
+	out, err := r.Exec.Exec(ctx, t.Namespace, t.ClientPod, argv...)
+	if err != nil {
+		return nil, fmt.Errorf("bulk: %w", err)
+	}
+	rep, err := ParseBulk(out)
+	if err != nil {
+		return nil, err
+	}
+	return BulkSample(rep), nil
+}
+
+// FortioArgs returns the fortio command line of an HTTP workload: JSON result on stdout,
+// percentiles 50/90/99/99.9 at the plan's histogram resolution, requests spread uniformly over
+// the connections at a fixed rate.
+func FortioArgs(bin string, t Target, w Workload, d time.Duration, resolution float64, label string) ([]string, error) {
+	u, err := url.Parse(t.HTTPURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("fortio: target URL %q: %v", t.HTTPURL, err)
+	}
+	if w.ResponseBytes > 0 {
+		q := u.Query()
+		q.Set("size", strconv.Itoa(w.ResponseBytes))
+		u.RawQuery = q.Encode()
+	}
+	argv := []string{bin, "load",
+		"-json", "-",
+		"-qps", strconv.Itoa(w.QPS),
+		"-c", strconv.Itoa(w.Connections),
+		"-t", d.String(),
+		"-r", strconv.FormatFloat(resolution, 'g', -1, 64),
+		"-p", "50,90,99,99.9",
+		"-loglevel", "Warning",
+		"-labels", label,
+	}
+	if w.QPS > 0 {
+		argv = append(argv, "-uniform")
+	}
+	if !w.KeepAlive {
+		argv = append(argv, "-keepalive=false")
+	}
+	return append(argv, u.String()), nil
+}
+
+// BulkArgs returns the bulk command line of a bulk workload.
+func BulkArgs(bin string, t Target, w Workload) []string {
+	return []string{bin, "send",
+		"-to", t.BulkAddr,
+		"-bytes", w.StreamBytes,
+		"-streams", strconv.Itoa(w.Streams),
+		"-timeout", bulkTimeout.String(),
+		"-json",
+	}
+}
+
+// appendNotes records what makes a sample suspect: errors, a fixed rate not reached, keep-alive
+// connections that were reopened.
+func appendNotes(notes []string, w Workload, s Sample, rep int) []string {
+	if e := s[Errors]; e > 0 {
+		notes = append(notes, fmt.Sprintf("rep %d: %.0f errors", rep, e))
+	}
+	if w.Kind != HTTP {
+		return notes
+	}
+	if w.QPS > 0 && s[RPS] < 0.95*float64(w.QPS) {
+		notes = append(notes, fmt.Sprintf("rep %d: %.0f of %d rps achieved", rep, s[RPS], w.QPS))
+	}
+	if w.KeepAlive && s[Sockets] > float64(w.Connections) {
+		notes = append(notes, fmt.Sprintf("rep %d: %.0f sockets for %d keep-alive connections", rep, s[Sockets], w.Connections))
+	}
+	return notes
+}
+
+// describe renders a sample for progress lines.
+func describe(w Workload, s Sample) string {
+	var b strings.Builder
+	if w.Kind == Bulk {
+		fmt.Fprintf(&b, "%.2f Gbit/s", s[Gbps])
+	} else {
+		fmt.Fprintf(&b, "p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f ms, %.0f %s", s[P50], s[P90], s[P99], s[P999], s[RPS], rateUnit(w))
+	}
+	fmt.Fprintf(&b, ", %.0f errors", s[Errors])
+	return b.String()
+}
+
+func (r *Runner) progress(format string, args ...any) {
+	if r.Progress != nil {
+		r.Progress(format, args...)
+	}
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

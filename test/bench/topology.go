@@ -1,0 +1,228 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"text/template"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/weftmesh/weft/test/harness"
+)
+
+// Ports of the benchmark's servers.
+const (
+	EchoPort = 8080
+	BulkPort = 5001
+)
+
+// Topology places the benchmark's pods like two machines: the client pod (where the load
+// generators run) on one node, the echo server and the bulk receiver on the other.
+type Topology struct {
+	Namespace  string
+	ClientNode string
+	ServerNode string
+	// NamespaceLabels are set on the namespace, e.g. to enrol it in a mesh.
+	NamespaceLabels map[string]string
+}
+
+// NewTopology returns the cross-node topology of the harness's first two nodes in namespace ns.
+func NewTopology(ns string) Topology {
+	return Topology{Namespace: ns, ClientNode: "node-1", ServerNode: "node-2"}
+}
+
+var manifestTmpl = template.Must(template.New("bench").Parse(`apiVersion: v1
+kind: Namespace
+metadata:
+  name: {{.Namespace}}
+  labels:
+    app.kubernetes.io/part-of: weft-bench
+{{- range .Labels}}
+    {{.}}
+{{- end}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench-client, namespace: {{.Namespace}}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bench-client}}
+  template:
+    metadata: {labels: {app: bench-client}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: {{.ClientNode}}}
+      containers:
+      - name: echo
+        image: weftmesh/echo:latest
+        env:
+        - {name: NAME, value: bench-client}
+        - {name: PORT, value: "{{.EchoPort}}"}
+        - {name: LOG_LEVEL, value: warn}
+        ports: [{name: http, containerPort: {{.EchoPort}}}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench-server, namespace: {{.Namespace}}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bench-server}}
+  template:
+    metadata: {labels: {app: bench-server}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: {{.ServerNode}}}
+      containers:
+      - name: echo
+        image: weftmesh/echo:latest
+        env:
+        - {name: NAME, value: bench-server}
+        - {name: PORT, value: "{{.EchoPort}}"}
+        - {name: LOG_LEVEL, value: warn}
+        ports: [{name: http, containerPort: {{.EchoPort}}}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench-bulk, namespace: {{.Namespace}}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bench-bulk}}
+  template:
+    metadata: {labels: {app: bench-bulk}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: {{.ServerNode}}}
+      containers:
+      - name: bulk
+        image: weftmesh/bulk:latest
+        args: [recv, -listen, ":{{.BulkPort}}"]
+        env:
+        - {name: BULK_LOG_LEVEL, value: warn}
+        ports: [{name: bulk, containerPort: {{.BulkPort}}}]
+        readinessProbe: {tcpSocket: {port: bulk}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: bench-server, namespace: {{.Namespace}}}
+spec:
+  selector: {app: bench-server}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: bench-bulk, namespace: {{.Namespace}}}
+spec:
+  selector: {app: bench-bulk}
+  ports: [{name: tcp-bulk, port: {{.BulkPort}}, targetPort: bulk}]
+`))
+
+// Manifest returns the namespace, the three Deployments (bench-client, bench-server,
+// bench-bulk) and Services for bench-server and bench-bulk, which later scenarios may target.
+func (t Topology) Manifest() ([]byte, error) {
+	var labels []string
+	for _, k := range slices.Sorted(maps.Keys(t.NamespaceLabels)) {
+		labels = append(labels, fmt.Sprintf("%s: %q", k, t.NamespaceLabels[k]))
+	}
+	var b bytes.Buffer
+	err := manifestTmpl.Execute(&b, map[string]any{
+		"Namespace": t.Namespace, "ClientNode": t.ClientNode, "ServerNode": t.ServerNode,
+		"Labels": labels, "EchoPort": EchoPort, "BulkPort": BulkPort,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// deployWait bounds the wait for the benchmark's pods.
+const deployWait = 2 * time.Minute
+
+// Deploy applies the manifest to c, waits until every pod is Ready on its node and the server
+// answers from the client pod, and returns the pod→pod target (pod IPs, no Service).
+func (t Topology) Deploy(ctx context.Context, c *harness.Cluster, fortio string) (Target, error) {
+	m, err := t.Manifest()
+	if err != nil {
+		return Target{}, err
+	}
+	if err := c.Apply(ctx, t.Namespace, m); err != nil {
+		return Target{}, fmt.Errorf("deploy: %w", err)
+	}
+	pods := map[string]*corev1.Pod{}
+	for _, d := range []struct{ name, node string }{
+		{"bench-client", t.ClientNode}, {"bench-server", t.ServerNode}, {"bench-bulk", t.ServerNode},
+	} {
+		if err := c.WaitDeploymentReady(ctx, t.Namespace, d.name, deployWait); err != nil {
+			return Target{}, fmt.Errorf("deploy: %w", err)
+		}
+		p, err := readyPod(ctx, c, t.Namespace, d.name)
+		if err != nil {
+			return Target{}, fmt.Errorf("deploy: %w", err)
+		}
+		if p.Spec.NodeName != d.node {
+			return Target{}, fmt.Errorf("deploy: pod %s is on %s, want %s", p.Name, p.Spec.NodeName, d.node)
+		}
+		pods[d.name] = p
+	}
+	tg := Target{
+		Namespace:  t.Namespace,
+		ClientPod:  pods["bench-client"].Name,
+		ClientNode: t.ClientNode,
+		ServerNode: t.ServerNode,
+		HTTPURL:    fmt.Sprintf("http://%s/", net.JoinHostPort(pods["bench-server"].Status.PodIP, fmt.Sprint(EchoPort))),
+		BulkAddr:   net.JoinHostPort(pods["bench-bulk"].Status.PodIP, fmt.Sprint(BulkPort)),
+	}
+	err = harness.WaitFor(ctx, 30*time.Second, "server reachable from "+tg.ClientPod, func(ctx context.Context) (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := c.Exec(cctx, tg.Namespace, tg.ClientPod, fortio, "curl", "-loglevel", "Warning", tg.HTTPURL); err != nil {
+			return false, err
+		}
+		return true, nil
+	})
+	if err != nil {
+		return Target{}, fmt.Errorf("deploy: %w", err)
+	}
+	return tg, nil
+}
+
+// readyPod returns the one Running pod of a Deployment (label app=name) that has an IP.
+func readyPod(ctx context.Context, c *harness.Cluster, ns, app string) (*corev1.Pod, error) {
+	var pod *corev1.Pod
+	err := harness.WaitFor(ctx, deployWait, "pod of "+app, func(ctx context.Context) (bool, error) {
+		list, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			return false, err
+		}
+		var running []corev1.Pod
+		for _, p := range list.Items {
+			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+				running = append(running, p)
+			}
+		}
+		if len(running) != 1 {
+			return false, nil
+		}
+		pod = &running[0]
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pod, nil
+}
+
+// TuneClient sets the sysctls a load generator needs for connection-per-request load in the
+// client pod's network namespace: the full ephemeral port range and reuse of TIME_WAIT sockets
+// for new outgoing connections. They are per network namespace and touch nothing else.
+func TuneClient(ctx context.Context, e Executor, t Target) error {
+	if _, err := e.Exec(ctx, t.Namespace, t.ClientPod, "/usr/sbin/sysctl", "-w",
+		"net.ipv4.ip_local_port_range=1024 65535", "net.ipv4.tcp_tw_reuse=1"); err != nil {
+		return fmt.Errorf("tune client: %w", err)
+	}
+	return nil
+}
