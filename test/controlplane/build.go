@@ -68,15 +68,20 @@ func DefaultCacheDir() (string, error) {
 		}
 		return abs, nil
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("tools cache: %w", err)
-	}
-	root, err := findRepoRoot(wd)
+	root, err := RepoRoot()
 	if err != nil {
 		return "", fmt.Errorf("tools cache: %w", err)
 	}
 	return filepath.Join(root, ".cache", "tools"), nil
+}
+
+// RepoRoot returns the root of the Weft repository that contains the working directory.
+func RepoRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	return findRepoRoot(wd)
 }
 
 // findRepoRoot walks up from dir to the directory whose go.mod declares the

@@ -146,10 +146,9 @@ func (c *Cluster) prepareHost(ctx context.Context) error {
 	root := c.opts.RepoRoot
 	if root == "" {
 		var err error
-		if root, err = controlplane.DefaultCacheDir(); err != nil {
+		if root, err = controlplane.RepoRoot(); err != nil {
 			return fmt.Errorf("harness: %w", err)
 		}
-		root = filepath.Dir(filepath.Dir(root)) // <root>/.cache/tools
 	}
 	c.root, c.binDir = root, filepath.Join(root, "bin")
 	c.shim = filepath.Join(c.binDir, "weft-podshim")

@@ -506,8 +506,11 @@ func (w *podWorker) notify() {
 	}
 }
 
-// statusLoop writes the pod's status whenever it changes, until the pod stops.
+// statusLoop writes the pod's status whenever it changes, until the pod stops. Failed writes
+// are retried with back-off (up to 5 s), and logged once per failure streak.
 func (w *podWorker) statusLoop() {
+	backoff := 100 * time.Millisecond
+	failing := false
 	for {
 		select {
 		case <-w.ctx.Done():
@@ -527,11 +530,21 @@ func (w *podWorker) statusLoop() {
 			_, err = pods.UpdateStatus(w.ctx, cur, metav1.UpdateOptions{})
 			return err
 		})
-		if err != nil && w.ctx.Err() == nil && !apierrors.IsNotFound(err) {
-			w.log.Warn("pod status", "err", err)
-			w.notify()
-			time.Sleep(200 * time.Millisecond)
+		if err == nil || w.ctx.Err() != nil || apierrors.IsNotFound(err) {
+			backoff, failing = 100*time.Millisecond, false
+			continue
 		}
+		if !failing {
+			w.log.Warn("pod status", "err", err)
+			failing = true
+		}
+		w.notify()
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

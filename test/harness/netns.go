@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"runtime"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // netnsDir is where named network namespaces live, as iproute2's `ip netns` keeps them.
@@ -25,6 +27,9 @@ func (n NetNS) Path() string { return filepath.Join(netnsDir, n.Name) }
 // newNetNS creates a named network namespace with its loopback device up, without changing the
 // namespace of the calling thread.
 func newNetNS(name string) (NetNS, error) {
+	if err := prepareNetNSDir(); err != nil {
+		return NetNS{}, err
+	}
 	err := onLockedThread(func() (bool, error) {
 		orig, err := netns.Get()
 		if err != nil {
@@ -48,10 +53,40 @@ func newNetNS(name string) (NetNS, error) {
 	return NetNS{Name: name}, nil
 }
 
-// deleteNetNS unmounts and removes a named namespace. A missing namespace is not an error.
+// prepareNetNSDir makes /run/netns a shared bind mount of itself, as iproute2 does before it
+// creates its first namespace. Without it, a later `ip netns add` by anyone would do so and
+// hide the harness's namespace mounts beneath the new mount, where they can no longer be
+// unmounted.
+func prepareNetNSDir() error {
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return fmt.Errorf("netns: %w", err)
+	}
+	err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == unix.EINVAL { // not a mount point yet
+		if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("netns: bind %s: %w", netnsDir, err)
+		}
+		err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	}
+	if err != nil {
+		return fmt.Errorf("netns: share %s: %w", netnsDir, err)
+	}
+	return nil
+}
+
+// deleteNetNS unmounts and removes a named namespace. A missing namespace is not an error. A
+// namespace mount hidden by a later mount of /run/netns (EINVAL) is detached lazily.
 func deleteNetNS(name string) error {
-	err := netns.DeleteNamed(name)
-	if err != nil && !os.IsNotExist(err) {
+	p := filepath.Join(netnsDir, name)
+	err := unix.Unmount(p, unix.MNT_DETACH)
+	switch {
+	case err == nil, err == unix.EINVAL: // EINVAL: not (or no longer visibly) a mount point
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	default:
+		return fmt.Errorf("netns: unmount %s: %w", name, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("netns: delete %s: %w", name, err)
 	}
 	return nil
