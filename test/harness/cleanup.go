@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/weftmesh/weft/test/privileged"
 )
@@ -119,7 +118,8 @@ func knownRuns() ([]string, error) {
 	return out, nil
 }
 
-// ownerAlive reports whether the process that started run id still runs.
+// ownerAlive reports whether the process that started run id still runs (a zombie, whose
+// parent has not reaped it yet, does not).
 func ownerAlive(id string) bool {
 	b, err := os.ReadFile(filepath.Join(stateRoot, id, "owner.pid"))
 	if err != nil {
@@ -129,7 +129,13 @@ func ownerAlive(id string) bool {
 	if err != nil || pid <= 0 {
 		return false
 	}
-	return syscall.Kill(pid, 0) == nil
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...; comm may contain spaces and parentheses.
+	rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
 }
 
 // cleanRun removes everything of one run, in dependency order: processes first, then network
