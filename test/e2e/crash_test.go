@@ -68,7 +68,7 @@ func TestPrivilegedCleanAfterCrash(t *testing.T) {
 	if left := harness.Leftovers(run); len(left) > 0 {
 		t.Errorf("after clean, run %s left: %v", run, left)
 	}
-	if out, _ := exec.Command("pgrep", "-f", filepath.Join("/run/weft/harness", run)).Output(); len(out) > 0 {
+	if out, _ := exec.Command("pgrep", "-f", filepath.Join("/run/weft-harness", run)).Output(); len(out) > 0 {
 		t.Errorf("processes of run %s still running: %s", run, out)
 	}
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // stateRoot holds one directory per run: owner pid, kubeconfigs, logs, pod volumes.
-const stateRoot = "/run/weft/harness"
+const stateRoot = "/run/weft-harness"
 
 // newRunID returns a short random run ID.
 func newRunID() string {

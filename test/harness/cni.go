@@ -1,29 +1,40 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftmesh/weft/test/harness/podshim"
 )
 
-// cniPluginDirs are searched for CNI plugins: Debian's containernetworking-plugins, the usual
-// upstream location, then the repository's bin/ (for Weft's own chained plugin).
-var cniPluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+// debianCNIDir holds the standard CNI plugins of Debian's containernetworking-plugins.
+const debianCNIDir = "/usr/lib/cni"
 
-// cniNetwork is a node's pod network: the bridge plugin with host-local IPAM, followed by any
-// chained plugins (a mesh plugin joins here).
+// cniNetwork runs a node's pod network the way containerd does: the first conflist in the node's
+// /etc/cni/net.d (read at every ADD, so a DaemonSet that chains its plugin in is picked up), with
+// plugins from the node's /opt/cni/bin and Debian's plugin directory. Plugins run in the node's
+// network namespace and filesystem view (see nodefs.go), through the pod shim.
 type cniNetwork struct {
-	cni   *libcni.CNIConfig
-	list  *libcni.NetworkConfigList
-	owner NetNS // the node namespace the plugins run in
+	node     *Node
+	confDir  string
+	cacheDir string
 }
 
-// newCNINetwork builds the conflist for a node. stateDir keeps IPAM leases and libcni's cache.
-func newCNINetwork(node NetNS, podCIDR *net.IPNet, stateDir string, extraDirs []string, chained []map[string]any) (*cniNetwork, error) {
+// baseConfList is the harness's own network: bridge + host-local IPAM, with chained plugins.
+func baseConfList(podCIDR *net.IPNet, ipamDir string, chained []map[string]any) ([]byte, error) {
 	plugins := []map[string]any{{
 		"type":        "bridge",
 		"bridge":      "cni0",
@@ -34,31 +45,42 @@ func newCNINetwork(node NetNS, podCIDR *net.IPNet, stateDir string, extraDirs []
 			"type":    "host-local",
 			"ranges":  [][]map[string]string{{{"subnet": podCIDR.String()}}},
 			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-			"dataDir": stateDir + "/ipam",
+			"dataDir": ipamDir,
 		},
 	}}
 	plugins = append(plugins, chained...)
-	raw, err := json.Marshal(map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       "weft-harness",
-		"plugins":    plugins,
-	})
+	return json.MarshalIndent(map[string]any{"cniVersion": "1.0.0", "name": "weft-harness", "plugins": plugins}, "", "  ")
+}
+
+// newCNINetwork writes the node's base conflist into its /etc/cni/net.d.
+func newCNINetwork(n *Node, chained []map[string]any) (*cniNetwork, error) {
+	state := filepath.Join(n.StateDir, "cni")
+	raw, err := baseConfList(n.PodCIDR, filepath.Join(state, "ipam"), chained)
 	if err != nil {
 		return nil, fmt.Errorf("cni: %w", err)
 	}
-	list, err := libcni.ConfListFromBytes(raw)
-	if err != nil {
-		return nil, fmt.Errorf("cni: conflist: %w", err)
+	confDir := n.HostPath(HostCNIConf)
+	if err := os.WriteFile(filepath.Join(confDir, cniConfigName), raw, 0o644); err != nil {
+		return nil, fmt.Errorf("cni: %w", err)
 	}
-	dirs := append(append([]string{}, cniPluginDirs...), extraDirs...)
-	return &cniNetwork{
-		cni:   libcni.NewCNIConfigWithCacheDir(dirs, stateDir+"/cache", nil),
-		list:  list,
-		owner: node,
-	}, nil
+	return &cniNetwork{node: n, confDir: confDir, cacheDir: filepath.Join(state, "cache")}, nil
 }
 
-func (n *cniNetwork) runtimeConf(netnsPath, ns, name, uid string) *libcni.RuntimeConf {
+// load returns the CNI runner and the first conflist of the node's configuration directory.
+func (n *cniNetwork) load() (*libcni.CNIConfig, *libcni.NetworkConfigList, error) {
+	files, err := libcni.ConfFiles(n.confDir, []string{".conflist"})
+	if err != nil || len(files) == 0 {
+		return nil, nil, fmt.Errorf("cni: no conflist in the node's %s (%s): %v", HostCNIConf, n.confDir, err)
+	}
+	list, err := libcni.ConfListFromFile(files[0]) // ConfFiles sorts by name
+	if err != nil {
+		return nil, nil, fmt.Errorf("cni: %w", err)
+	}
+	dirs := []string{n.node.HostPath(HostCNIBin), debianCNIDir}
+	return libcni.NewCNIConfigWithCacheDir(dirs, n.cacheDir, &nodeExec{node: n.node}), list, nil
+}
+
+func runtimeConf(netnsPath, ns, name, uid string) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{
 		ContainerID: uid,
 		NetNS:       netnsPath,
@@ -75,15 +97,15 @@ func (n *cniNetwork) runtimeConf(netnsPath, ns, name, uid string) *libcni.Runtim
 
 // add runs the chain's ADD for a pod namespace and returns the pod's IPv4 address.
 func (n *cniNetwork) add(ctx context.Context, netnsPath, ns, name, uid string) (net.IP, error) {
-	var res *current.Result
-	err := n.owner.Do(func() error {
-		r, err := n.cni.AddNetworkList(ctx, n.list, n.runtimeConf(netnsPath, ns, name, uid))
-		if err != nil {
-			return err
-		}
-		res, err = current.NewResultFromResult(r)
-		return err
-	})
+	cni, list, err := n.load()
+	if err != nil {
+		return nil, err
+	}
+	r, err := cni.AddNetworkList(ctx, list, runtimeConf(netnsPath, ns, name, uid))
+	if err != nil {
+		return nil, fmt.Errorf("cni: add %s/%s: %w", ns, name, err)
+	}
+	res, err := current.NewResultFromResult(r)
 	if err != nil {
 		return nil, fmt.Errorf("cni: add %s/%s: %w", ns, name, err)
 	}
@@ -97,11 +119,69 @@ func (n *cniNetwork) add(ctx context.Context, netnsPath, ns, name, uid string) (
 
 // del runs the chain's DEL; it is idempotent, as CNI requires.
 func (n *cniNetwork) del(ctx context.Context, netnsPath, ns, name, uid string) error {
-	err := n.owner.Do(func() error {
-		return n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(netnsPath, ns, name, uid))
-	})
+	cni, list, err := n.load()
 	if err != nil {
+		return err
+	}
+	if err := cni.DelNetworkList(ctx, list, runtimeConf(netnsPath, ns, name, uid)); err != nil {
 		return fmt.Errorf("cni: del %s/%s: %w", ns, name, err)
 	}
 	return nil
+}
+
+// nodeExec runs CNI plugins through the pod shim: in the node's network namespace and with the
+// node's view of the node-scoped paths, in the node's cgroup.
+type nodeExec struct {
+	node                  *Node
+	invoke.RawExec        // FindInPath
+	version.PluginDecoder // Decode
+}
+
+func (e *nodeExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
+	n := e.node
+	spec := podshim.Spec{NetNSPath: n.NetNS.Path(), Mounts: n.nodeView(), Argv: []string{pluginPath}, Env: environ}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(n.StateDir, "cni-exec-*.json")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Close()
+	cg, err := os.Open(n.CgroupDir)
+	if err != nil {
+		return nil, err
+	}
+	defer cg.Close()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, n.cluster.shim, f.Name())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdinData), &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: unix.CLONE_NEWNS, UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	if err := cmd.Run(); err != nil {
+		// A plugin reports errors as JSON on stdout; pass it on as libcni's RawExec does.
+		if stdout.Len() > 0 {
+			return nil, pluginError(stdout.Bytes(), stderr.Bytes())
+		}
+		return nil, fmt.Errorf("%s: %w: %s", filepath.Base(pluginPath), err, stderr.Bytes())
+	}
+	return stdout.Bytes(), nil
+}
+
+// pluginError decodes a CNI error result.
+func pluginError(stdout, stderr []byte) error {
+	var e struct {
+		Code    uint   `json:"code"`
+		Msg     string `json:"msg"`
+		Details string `json:"details"`
+	}
+	if err := json.Unmarshal(stdout, &e); err != nil || e.Msg == "" {
+		return fmt.Errorf("plugin failed: %s %s", stdout, stderr)
+	}
+	return fmt.Errorf("plugin failed (code %d): %s %s", e.Code, e.Msg, e.Details)
 }

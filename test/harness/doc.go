@@ -22,6 +22,6 @@
 //	apiserver VIP         203.0.113.1:6443  on the loopback device of every node
 //
 // Everything a run creates carries its run ID (namespaces weft-<run>-*, cgroup weft-<run>, pins
-// under /sys/fs/bpf/weft-<run>, state under /run/weft/harness/<run>) and is removed by Cluster.Close,
+// under /sys/fs/bpf/weft-<run>, state under /run/weft-harness/<run>) and is removed by Cluster.Close,
 // on SIGINT/SIGTERM by the CLI, and by Clean after a crash.
 package harness

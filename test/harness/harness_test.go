@@ -145,24 +145,43 @@ func TestResolvePort(t *testing.T) {
 	}
 }
 
-func TestCNIConfList(t *testing.T) {
+func TestBaseConfList(t *testing.T) {
 	_, cidr, _ := net.ParseCIDR("198.18.1.0/24")
-	n, err := newCNINetwork(NetNS{Name: "x"}, cidr, "/state", []string{"/repo/bin"}, []map[string]any{{"type": "weft-cni"}})
+	raw, err := baseConfList(cidr, "/state/ipam", []map[string]any{{"type": "weft-cni"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var list struct {
 		Plugins []map[string]any `json:"plugins"`
 	}
-	if err := json.Unmarshal(n.list.Bytes, &list); err != nil {
+	if err := json.Unmarshal(raw, &list); err != nil {
 		t.Fatal(err)
 	}
 	if len(list.Plugins) != 2 || list.Plugins[0]["type"] != "bridge" || list.Plugins[1]["type"] != "weft-cni" {
 		t.Fatalf("chain = %v, want bridge then the chained plugin", list.Plugins)
 	}
 	ipam := list.Plugins[0]["ipam"].(map[string]any)
-	if ipam["type"] != "host-local" || !strings.Contains(string(n.list.Bytes), "198.18.1.0/24") {
+	if ipam["type"] != "host-local" || !strings.Contains(string(raw), "198.18.1.0/24") {
 		t.Errorf("ipam = %v", ipam)
+	}
+}
+
+func TestNodeHostPath(t *testing.T) {
+	n := &Node{CgroupDir: "/cg/weft-r/node-1", PinDir: "/sys/fs/bpf/weft-r/node-1", StateDir: "/run/weft-harness/r/nodes/node-1"}
+	for _, tc := range []struct{ in, want string }{
+		{"/sys/fs/cgroup", "/cg/weft-r/node-1"},
+		{"/sys/fs/bpf/weft", "/sys/fs/bpf/weft-r/node-1/weft"},
+		{"/etc/cni/net.d", "/run/weft-harness/r/nodes/node-1/cni/net.d"},
+		{"/opt/cni/bin/weft-cni", "/run/weft-harness/r/nodes/node-1/cni/bin/weft-cni"},
+		{"/var/run/weft/cni.sock", "/run/weft-harness/r/nodes/node-1/run-weft/cni.sock"},
+		{"/run/weft/cni.sock", "/run/weft-harness/r/nodes/node-1/run-weft/cni.sock"},
+		{"/run/weftx", "/run/weftx"},
+		{"/etc/cni/net.dx", "/etc/cni/net.dx"},
+		{"/proc", "/proc"},
+	} {
+		if got := n.HostPath(tc.in); got != tc.want {
+			t.Errorf("HostPath(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
 

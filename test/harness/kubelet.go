@@ -250,29 +250,33 @@ func (w *podWorker) setup() error {
 	}
 	pod := w.currentPod()
 	w.mu.Lock()
-	haveNet := w.netns.Name != ""
+	ns, ip := w.netns, w.ip
 	w.mu.Unlock()
-	if !haveNet {
-		if pod.Spec.HostNetwork {
-			w.mu.Lock()
-			w.netns, w.ip = node.NetNS, node.IP
-			w.mu.Unlock()
-		} else {
-			ns, err := newNetNS(runPrefix(node.cluster.RunID) + "-pod-" + string(pod.UID)[:8])
-			if err != nil {
+	switch {
+	case ip != nil: // network done in an earlier attempt
+	case pod.Spec.HostNetwork:
+		w.mu.Lock()
+		w.netns, w.ip = node.NetNS, node.IP
+		w.mu.Unlock()
+	default:
+		if ns.Name == "" {
+			var err error
+			if ns, err = newNetNS(runPrefix(node.cluster.RunID) + "-pod-" + string(pod.UID)[:8]); err != nil {
 				return err
 			}
 			w.mu.Lock()
 			w.netns, w.ownNetNS = ns, true
 			w.mu.Unlock()
-			ip, err := node.cni.add(w.ctx, ns.Path(), pod.Namespace, pod.Name, string(pod.UID))
-			if err != nil {
-				return err
-			}
-			w.mu.Lock()
-			w.ip = ip
-			w.mu.Unlock()
 		}
+		ip, err := node.cni.add(w.ctx, ns.Path(), pod.Namespace, pod.Name, string(pod.UID))
+		if err != nil {
+			// Undo what the chain may have half done, so the next attempt starts clean.
+			_ = node.cni.del(w.ctx, ns.Path(), pod.Namespace, pod.Name, string(pod.UID))
+			return err
+		}
+		w.mu.Lock()
+		w.ip = ip
+		w.mu.Unlock()
 	}
 	mounts, err := w.prepareVolumes(pod)
 	if err != nil {

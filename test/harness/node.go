@@ -98,7 +98,10 @@ func (c *Cluster) newNode(ctx context.Context, i int) (*Node, error) {
 	if err := n.NetNS.Do(n.configureNetwork); err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	n.cni, err = newCNINetwork(n.NetNS, n.PodCIDR, filepath.Join(n.StateDir, "cni"), []string{c.binDir}, c.opts.ChainedCNIPlugins)
+	if err := n.makeHostDirs(); err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	n.cni, err = newCNINetwork(n, c.opts.ChainedCNIPlugins)
 	if err != nil {
 		return nil, err
 	}

@@ -30,12 +30,13 @@ func (w *podWorker) prepareVolumes(pod *corev1.Pod) (map[string]string, error) {
 		var err error
 		switch {
 		case v.HostPath != nil:
+			p := w.k.node.HostPath(v.HostPath.Path) // node-scoped paths are the node's own
 			if t := v.HostPath.Type; t != nil && (*t == corev1.HostPathDirectoryOrCreate) {
-				if err := os.MkdirAll(v.HostPath.Path, 0o755); err != nil {
+				if err := os.MkdirAll(p, 0o755); err != nil {
 					return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 				}
 			}
-			out[v.Name] = v.HostPath.Path
+			out[v.Name] = p
 			continue
 		case v.EmptyDir != nil:
 			if err := os.MkdirAll(dir, 0o777); err != nil {

@@ -79,7 +79,7 @@ func Require(t testing.TB) {
 
 // ownCgroup2Mount is where the harness mounts cgroup v2 when the machine has no cgroup2 mount
 // (hosts that still run cgroup v1 only). On a hybrid or pure v2 host the existing mount is used.
-const ownCgroup2Mount = "/run/weft/cgroup2"
+const ownCgroup2Mount = "/run/weft-harness-cgroup2"
 
 // Cgroup2Root returns a cgroup v2 mount point, mounting one at ownCgroup2Mount if none exists.
 func Cgroup2Root() (string, error) {

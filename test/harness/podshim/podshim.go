@@ -59,10 +59,20 @@ func Load(path string) (Spec, error) {
 func Exec(s Spec) error {
 	// setns and exec must happen on the same thread: the new program inherits that thread's namespace.
 	runtime.LockOSThread()
-	for _, m := range s.Mounts {
-		if err := bindMount(m, s.CreatedDirsFile); err != nil {
+	// Open every source before mounting anything: a mount may hide the path of a later source.
+	sources := make([]*os.File, len(s.Mounts))
+	for i, m := range s.Mounts {
+		f, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("podshim: mount source: %w", err)
+		}
+		sources[i] = f
+	}
+	for i, m := range s.Mounts {
+		if err := bindMount(sources[i], m, s.CreatedDirsFile); err != nil {
 			return err
 		}
+		sources[i].Close()
 	}
 	if s.Hostname != "" {
 		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
@@ -90,16 +100,17 @@ func Exec(s Spec) error {
 	return nil
 }
 
-// bindMount mounts m, creating a missing mount point (recorded in createdDirs).
-func bindMount(m Mount, createdDirs string) error {
-	src, err := os.Stat(m.Source)
+// bindMount mounts the opened source of m at m.Target, creating a missing mount point (recorded
+// in createdDirs).
+func bindMount(src *os.File, m Mount, createdDirs string) error {
+	fi, err := src.Stat()
 	if err != nil {
 		return fmt.Errorf("podshim: mount source: %w", err)
 	}
-	if err := ensureMountPoint(m.Target, src.IsDir(), createdDirs); err != nil {
+	if err := ensureMountPoint(m.Target, fi.IsDir(), createdDirs); err != nil {
 		return err
 	}
-	if err := unix.Mount(m.Source, m.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", src.Fd()), m.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("podshim: bind %s at %s: %w", m.Source, m.Target, err)
 	}
 	if m.ReadOnly {

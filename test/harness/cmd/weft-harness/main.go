@@ -132,8 +132,8 @@ func withCluster(nodes int, stay bool, fn func(context.Context, *harness.Cluster
 // detach re-runs this command in a new session in the background, shows its output until the
 // cluster is up (or the child fails), and returns.
 func detach() error {
-	logPath := "/run/weft/harness-detached.log"
-	if err := os.MkdirAll("/run/weft", 0o755); err != nil {
+	logPath := "/run/weft-harness/.detached.log"
+	if err := os.MkdirAll("/run/weft-harness", 0o755); err != nil {
 		return err
 	}
 	logf, err := os.Create(logPath)
