@@ -16,9 +16,18 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	connectMapConnectStats  = "connect_stats"
 	connectMapEnrolled      = "enrolled"
+	connectMapOrigByCookie  = "orig_by_cookie"
+	connectMapOrigDst       = "orig_dst"
+	connectMapStats         = "stats"
+	connectMapUpstream      = "upstream"
 	connectProgWeftConnect4 = "weft_connect4"
+	connectProgWeftConnect6 = "weft_connect6"
+	connectProgWeftSockops  = "weft_sockops"
+	connectVarAgentMark     = "agent_mark"
+	connectVarAgentMarkMask = "agent_mark_mask"
+	connectVarOutboundPort  = "outbound_port"
+	connectVarUpstreamMark  = "upstream_mark"
 )
 
 // loadConnect returns the embedded CollectionSpec for connect.
@@ -64,20 +73,29 @@ type connectSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectProgramSpecs struct {
 	WeftConnect4 *ebpf.ProgramSpec `ebpf:"weft_connect4"`
+	WeftConnect6 *ebpf.ProgramSpec `ebpf:"weft_connect6"`
+	WeftSockops  *ebpf.ProgramSpec `ebpf:"weft_sockops"`
 }
 
 // connectMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectMapSpecs struct {
-	ConnectStats *ebpf.MapSpec `ebpf:"connect_stats"`
 	Enrolled     *ebpf.MapSpec `ebpf:"enrolled"`
+	OrigByCookie *ebpf.MapSpec `ebpf:"orig_by_cookie"`
+	OrigDst      *ebpf.MapSpec `ebpf:"orig_dst"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	Upstream     *ebpf.MapSpec `ebpf:"upstream"`
 }
 
 // connectVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectVariableSpecs struct {
+	AgentMark     *ebpf.VariableSpec `ebpf:"agent_mark"`
+	AgentMarkMask *ebpf.VariableSpec `ebpf:"agent_mark_mask"`
+	OutboundPort  *ebpf.VariableSpec `ebpf:"outbound_port"`
+	UpstreamMark  *ebpf.VariableSpec `ebpf:"upstream_mark"`
 }
 
 // connectObjects contains all objects after they have been loaded into the kernel.
@@ -100,14 +118,20 @@ func (o *connectObjects) Close() error {
 //
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectMaps struct {
-	ConnectStats *ebpf.Map `ebpf:"connect_stats"`
 	Enrolled     *ebpf.Map `ebpf:"enrolled"`
+	OrigByCookie *ebpf.Map `ebpf:"orig_by_cookie"`
+	OrigDst      *ebpf.Map `ebpf:"orig_dst"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	Upstream     *ebpf.Map `ebpf:"upstream"`
 }
 
 func (m *connectMaps) Close() error {
 	return _ConnectClose(
-		m.ConnectStats,
 		m.Enrolled,
+		m.OrigByCookie,
+		m.OrigDst,
+		m.Stats,
+		m.Upstream,
 	)
 }
 
@@ -115,6 +139,10 @@ func (m *connectMaps) Close() error {
 //
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectVariables struct {
+	AgentMark     *ebpf.Variable `ebpf:"agent_mark"`
+	AgentMarkMask *ebpf.Variable `ebpf:"agent_mark_mask"`
+	OutboundPort  *ebpf.Variable `ebpf:"outbound_port"`
+	UpstreamMark  *ebpf.Variable `ebpf:"upstream_mark"`
 }
 
 // connectPrograms contains all programs after they have been loaded into the kernel.
@@ -122,11 +150,15 @@ type connectVariables struct {
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectPrograms struct {
 	WeftConnect4 *ebpf.Program `ebpf:"weft_connect4"`
+	WeftConnect6 *ebpf.Program `ebpf:"weft_connect6"`
+	WeftSockops  *ebpf.Program `ebpf:"weft_sockops"`
 }
 
 func (p *connectPrograms) Close() error {
 	return _ConnectClose(
 		p.WeftConnect4,
+		p.WeftConnect6,
+		p.WeftSockops,
 	)
 }
 
