@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/test/privileged"
 )
 
@@ -91,7 +92,7 @@ func onLockedThread(fn func() error) error {
 
 func (n *testNS) do(t *testing.T, fn func() error) {
 	t.Helper()
-	if err := inNetNS(n.path, fn); err != nil {
+	if err := podnet.Do(n.path, fn); err != nil {
 		t.Fatalf("in netns %s: %v", n.name, err)
 	}
 }
@@ -248,7 +249,7 @@ func (n *testNS) dialLine(t *testing.T, o dialOpts) (string, error) {
 		return line, err
 	}
 	var line string
-	err := inNetNS(n.path, func() error {
+	err := podnet.Do(n.path, func() error {
 		d := net.Dialer{Timeout: ioTimeout, Control: o.control}
 		d.SetMultipathTCP(o.mptcp)
 		if o.local != "" {

@@ -5,49 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"syscall"
 
-	"github.com/vishvananda/netns"
+	"github.com/weftmesh/weft/nodeagent/podnet"
 	"golang.org/x/sys/unix"
 )
-
-// inNetNS runs fn on a locked OS thread that has joined the network namespace at path, then
-// returns the thread to its own namespace. Sockets fn creates stay in that namespace. If the
-// thread cannot return, it stays locked and dies with its goroutine.
-func inNetNS(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open netns %s: %w", path, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
-			return
-		}
-		fnErr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("leave netns %s: %w", path, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- fnErr
-	}()
-	return <-errc
-}
 
 // errNetNSGone means a pod's network namespace no longer exists at its path.
 var errNetNSGone = errors.New("network namespace gone")
@@ -55,7 +17,7 @@ var errNetNSGone = errors.New("network namespace gone")
 // inPodNetNS is inNetNS for the netns with the given cookie: a path that is missing, or names
 // another netns by now (a reused PID), gives an error wrapping errNetNSGone and fn is not run.
 func inPodNetNS(path string, cookie uint64, fn func() error) error {
-	err := inNetNS(path, func() error {
+	err := podnet.Do(path, func() error {
 		c, err := currentNetNSCookie()
 		if err != nil {
 			return err
@@ -72,18 +34,7 @@ func inPodNetNS(path string, cookie uint64, fn func() error) error {
 }
 
 // currentNetNSCookie returns the cookie of the calling thread's network namespace.
-func currentNetNSCookie() (uint64, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-	if err != nil {
-		return 0, fmt.Errorf("SO_NETNS_COOKIE: %w", err)
-	}
-	return c, nil
-}
+func currentNetNSCookie() (uint64, error) { return podnet.Cookie() }
 
 // writeSysctl sets a sysctl of the calling thread's network namespace.
 func writeSysctl(name, value string) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/weftmesh/weft/nodeagent/podnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,7 +110,7 @@ func (d *Datapath) EnrollPod(cfg PodConfig) (*Pod, error) {
 		return nil, fmt.Errorf("datapath: enroll %s: %w", cfg.NetNSPath, err)
 	}
 	var cookie uint64
-	if err := inNetNS(cfg.NetNSPath, func() (err error) {
+	if err := podnet.Do(cfg.NetNSPath, func() (err error) {
 		cookie, err = currentNetNSCookie()
 		return err
 	}); err != nil {

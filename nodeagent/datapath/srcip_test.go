@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/test/privileged"
 )
 
@@ -62,7 +63,7 @@ func TestPrivilegedSourceIP(t *testing.T) {
 	// bound to the client's address, marked with UpstreamMark.
 	upstream := func(client netip.Addr, app string, timeout time.Duration) (net.Conn, error) {
 		var c net.Conn
-		err := inNetNS(dstPod.path, func() (err error) {
+		err := podnet.Do(dstPod.path, func() (err error) {
 			dl := net.Dialer{
 				LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(client, 0)),
 				Control:   TransparentControl(cfg.UpstreamMark),
