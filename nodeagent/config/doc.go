@@ -1,0 +1,64 @@
+// Package config delivers the node agent's configuration: the workloads, services and
+// effective PeerAuthentication that make a [state.Snapshot].
+//
+// A [Source] runs until its context ends and hands the agent a full snapshot at start and at
+// every change. The agent may reject a snapshot (a NACK, as in xDS): the source then reports
+// why, the last good snapshot stays in force, and nothing is delivered again until the
+// configuration changes. Today the only source is [FileSource], a local file; the controller's
+// workload-discovery xDS client will be another one, behind the same interface.
+//
+// # File format
+//
+// The file is YAML or JSON (sigs.k8s.io/yaml reads both) with two lists, workloads and
+// services. Field names are those of Istio's workload API (istio.workload.Workload and
+// istio.workload.Service) in camelCase; enumerations take Istio's names. Decoding is strict:
+// an unknown field, a duplicate key, a value of the wrong type, a malformed address or a port
+// out of range is an error that names the field and tells how to fix it, for example
+//
+//	config: /etc/weft/mesh.yaml: workloads[3].addresses[0]: "10.0.0.x" is not an IP address; write an IPv4 or IPv6 address
+//	config: /etc/weft/mesh.yaml: workloads[0].nmae: unknown field; did you mean "name"?
+//
+// followed by the checks of [state.Snapshot.Validate] (duplicate UIDs and addresses, endpoints
+// naming unknown workloads, ...). An empty file is an error too: write "workloads: []" for a
+// configuration without workloads.
+//
+//	workloads:
+//	  - uid: Kubernetes//Pod/shop/web-5d8f7-abcde   # unique; required
+//	    name: web-5d8f7-abcde                       # required
+//	    namespace: shop                             # required
+//	    serviceAccount: web                         # default "default"
+//	    trustDomain: cluster.local                  # default "cluster.local"
+//	    node: node-a
+//	    clusterId: Kubernetes
+//	    addresses: [10.244.1.5, "fd00:244:1::5"]    # at least one
+//	    tunnelProtocol: HBONE                       # HBONE (in the mesh) or NONE (default)
+//	    status: HEALTHY                             # HEALTHY (default) or UNHEALTHY
+//	    workloadName: web
+//	    workloadType: DEPLOYMENT                    # DEPLOYMENT (default), CRONJOB, POD, JOB
+//	    canonicalName: web
+//	    canonicalRevision: v1
+//	    labels: {app: web, version: v1}
+//	    excludeInboundPorts: [15020]                # traffic.sidecar.istio.io/excludeInboundPorts
+//	    excludeOutboundPorts: [5432]                # traffic.sidecar.istio.io/excludeOutboundPorts
+//	    peerAuthentication:                         # effective; shaped like Istio's spec
+//	      mtls: {mode: STRICT}                      # UNSET (= PERMISSIVE), DISABLE, PERMISSIVE, STRICT
+//	      portLevelMtls:
+//	        9090: {mode: PERMISSIVE}
+//	services:
+//	  - name: web
+//	    namespace: shop
+//	    hostname: web.shop.svc.cluster.local        # required; unique per namespace
+//	    vips: [10.96.0.10, "fd00:96::10"]
+//	    ports:
+//	      - {name: http, port: 80, targetPort: 8080, appProtocol: HTTP11}  # UNKNOWN, HTTP11, HTTP2, GRPC
+//	      - {name: metrics, port: 9090}             # targetPort defaults to port
+//	    endpoints:
+//	      - workloadUid: Kubernetes//Pod/shop/web-5d8f7-abcde
+//	        ports: {80: 8081}                       # optional per-endpoint target ports
+//	    waypoint: {address: 10.244.1.20, hboneMtlsPort: 15008}
+//
+// testdata/example.yaml is a complete, commented example.
+//
+// The snapshot's version is the first 16 hex digits of the SHA-256 of the file's content, so
+// the same content always has the same version.
+package config
