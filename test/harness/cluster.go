@@ -187,10 +187,11 @@ func (c *Cluster) prepareHost(ctx context.Context) error {
 	return c.underlay.Do(func() error { return addBridge("br0") })
 }
 
-// buildRepoBinaries builds the test apps and the pod shim with the go command (fast when cached).
+// buildRepoBinaries builds Weft's binaries, the test apps and the pod shim with the go command
+// (fast when cached).
 func buildRepoBinaries(ctx context.Context, root, binDir string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", binDir+"/",
-		"./test/apps/echo", "./test/apps/client", "./test/apps/bulk", "./test/harness/cmd/weft-podshim")
+		"./cmd/...", "./test/apps/echo", "./test/apps/client", "./test/apps/bulk", "./test/harness/cmd/weft-podshim")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -256,6 +257,10 @@ func (c *Cluster) publishAPIServerEndpoints(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Underlay is the namespace of the bridge that connects the nodes (where a capture sees what
+// crosses between them).
+func (c *Cluster) Underlay() NetNS { return c.underlay }
 
 // Node returns the node with the given name, or nil.
 func (c *Cluster) Node(name string) *Node {

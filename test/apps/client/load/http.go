@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -139,9 +140,11 @@ func HTTP(url string, o HTTPOptions) (Func, *http.Client, error) {
 
 // echoTree is the part of an echo response that identifies responders.
 type echoTree struct {
-	Name      string `json:"name"`
-	Version   string `json:"version"`
-	Upstreams []struct {
+	Name       string `json:"name"`
+	Version    string `json:"version"`
+	PodName    string `json:"pod_name"`
+	RemoteAddr string `json:"remote_addr"`
+	Upstreams  []struct {
 		Response *echoTree `json:"response"`
 	} `json:"upstreams"`
 }
@@ -157,7 +160,11 @@ func IdentifyEcho(body []byte) []report.Service {
 	var out []report.Service
 	var walk func(*echoTree)
 	walk = func(t *echoTree) {
-		out = append(out, report.Service{Name: t.Name, Version: t.Version})
+		peer, _, err := net.SplitHostPort(t.RemoteAddr)
+		if err != nil {
+			peer = t.RemoteAddr
+		}
+		out = append(out, report.Service{Name: t.Name, Version: t.Version, Pod: t.PodName, Peer: peer})
 		for _, u := range t.Upstreams {
 			if u.Response != nil {
 				walk(u.Response)

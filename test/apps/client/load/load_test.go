@@ -168,6 +168,8 @@ func TestIdentifyEcho(t *testing.T) {
 		{"not json", "hello", nil},
 		{"other json", `{"a":1}`, nil},
 		{"leaf", `{"name":"ratings","version":"v1","padding":"xxxx"}`, []report.Service{{Name: "ratings", Version: "v1"}}},
+		{"pod and peer", `{"name":"books","version":"v2","pod_name":"books-v2-1","remote_addr":"198.18.1.5:40112"}`,
+			[]report.Service{{Name: "books", Version: "v2", Pod: "books-v2-1", Peer: "198.18.1.5"}}},
 		{"chain", `{"name":"gw","version":"v1","upstreams":[{"url":"u","response":{"name":"books","version":"v2","upstreams":[{"response":{"name":"ratings","version":"v1"}},{"error":"x"}]}}]}`,
 			[]report.Service{{Name: "gw", Version: "v1"}, {Name: "books", Version: "v2"}, {Name: "ratings", Version: "v1"}}},
 	}

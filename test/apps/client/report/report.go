@@ -22,6 +22,8 @@ const maxErrorSamples = 5
 type Service struct {
 	Name    string
 	Version string
+	Pod     string // the responder's pod name, if it tells
+	Peer    string // the client address the responder saw (IP), if it tells
 }
 
 // Sample is the result of one request.
@@ -70,6 +72,10 @@ type Report struct {
 	// and by version, over identified responses of any status.
 	Names    map[string]int `json:"names"`
 	Versions map[string]int `json:"versions"`
+	// Pods and Peers count, for the responding app, its pod name and the client address it saw
+	// (how mesh tests check that the source IP is preserved).
+	Pods  map[string]int `json:"pods,omitempty"`
+	Peers map[string]int `json:"peers,omitempty"`
 	// Services counts every app of every response tree: name -> version
 	// -> count. It shows version shares of apps deeper in a chain.
 	Services map[string]map[string]int `json:"services"`
@@ -97,6 +103,8 @@ func NewRecorder(kind, target string) *Recorder {
 		Status:   make(map[string]int),
 		Names:    make(map[string]int),
 		Versions: make(map[string]int),
+		Pods:     make(map[string]int),
+		Peers:    make(map[string]int),
 		Services: make(map[string]map[string]int),
 		Errors:   make(map[string]int),
 	}}
@@ -127,6 +135,12 @@ func (rec *Recorder) Add(s Sample) {
 		top := s.Services[0]
 		r.Names[orUnknown(top.Name)]++
 		r.Versions[orUnknown(top.Version)]++
+		if top.Pod != "" {
+			r.Pods[top.Pod]++
+		}
+		if top.Peer != "" {
+			r.Peers[top.Peer]++
+		}
 		for _, svc := range s.Services {
 			name := orUnknown(svc.Name)
 			m := r.Services[name]

@@ -58,7 +58,7 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func svc(name, version string) []Service { return []Service{{name, version}} }
+func svc(name, version string) []Service { return []Service{{Name: name, Version: version}} }
 
 func TestRecorderAggregation(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
@@ -71,8 +71,8 @@ func TestRecorderAggregation(t *testing.T) {
 		{OK: false, Err: fmt.Errorf("get: %w", context.DeadlineExceeded), Latency: 60 * time.Millisecond},
 		{OK: false, Err: refused, Latency: 70 * time.Millisecond},
 		{OK: false, Err: refused, Latency: 80 * time.Millisecond},
-		{Status: "200", OK: true, Services: []Service{{"gw", "v1"}, {"books", "v2"}, {"ratings", "v1"}}, Latency: 90 * time.Millisecond},
-		{Status: "200", OK: true, Services: []Service{{"", ""}}, Latency: 100 * time.Millisecond},
+		{Status: "200", OK: true, Services: []Service{{Name: "gw", Version: "v1"}, {Name: "books", Version: "v2"}, {Name: "ratings", Version: "v1"}}, Latency: 90 * time.Millisecond},
+		{Status: "200", OK: true, Services: []Service{{Name: "", Version: ""}}, Latency: 100 * time.Millisecond},
 	}
 	rec := NewRecorder("http", "http://books/")
 	for _, s := range samples {

@@ -1,0 +1,393 @@
+// Package agent is the node agent's composition root: it attaches the datapath, keeps the state
+// from its config source, enrolls the node's ambient pods (told by the CNI plugin, or found by a
+// scan at start), serves them through the proxy with certificates from the identity manager, and
+// installs the chained CNI plugin.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftmesh/weft/nodeagent/admin"
+	"github.com/weftmesh/weft/nodeagent/cni"
+	"github.com/weftmesh/weft/nodeagent/datapath"
+	"github.com/weftmesh/weft/nodeagent/enroll"
+	"github.com/weftmesh/weft/nodeagent/identity"
+	"github.com/weftmesh/weft/nodeagent/podnet"
+	"github.com/weftmesh/weft/nodeagent/proxy"
+	"github.com/weftmesh/weft/nodeagent/state"
+)
+
+// Source delivers state snapshots (the local file now, xDS later); apply's error is a NACK.
+type Source interface {
+	Run(ctx context.Context, apply func(*state.Snapshot) error) error
+}
+
+// Config configures an agent. Paths are the node's.
+type Config struct {
+	Node        string
+	Source      Source
+	CA          identity.CAClient
+	TrustDomain string
+	Datapath    datapath.Config // CgroupPath, PinDir, marks
+	CNISocket   string          // enrollment socket (enroll.DefaultSocket)
+	CNIPlugin   string          // weft-cni binary to install; empty: do not install
+	CNIBinDir   string          // /opt/cni/bin
+	CNIConfDir  string          // /etc/cni/net.d
+	NetNSDirs   []string        // scanned at start, e.g. /var/run/netns
+	Metrics     *admin.Metrics
+	Logger      *slog.Logger
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	dp    *datapath.Datapath
+	store *state.Store
+	certs *identity.Manager
+	proxy *proxy.Proxy
+
+	mu        sync.Mutex
+	sandboxes map[netip.Addr]string // pod address → netns path, from CNI events and scans
+	served    map[string]*served    // by workload UID
+	ready     bool
+}
+
+type served struct {
+	pod   *proxy.Pod
+	dp    *datapath.Pod
+	addrs []netip.Addr
+}
+
+// New attaches the datapath and builds the agent; Run serves.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CNISocket == "" {
+		cfg.CNISocket = enroll.DefaultSocket
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, store: &state.Store{}, sandboxes: map[netip.Addr]string{}, served: map[string]*served{}}
+	dp, err := datapath.Attach(cfg.Datapath)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.dp = dp
+	td, err := trustDomain(cfg.TrustDomain)
+	if err != nil {
+		dp.Close()
+		return nil, err
+	}
+	if a.certs, err = identity.NewManager(cfg.CA, identity.Options{TrustDomain: td, Logger: cfg.Logger}); err != nil {
+		dp.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	dpc := dp.Config()
+	a.proxy, err = proxy.New(proxy.Deps{
+		Node:            cfg.Node,
+		Store:           a.store,
+		Certs:           a.certs,
+		OriginalDst:     dp.OriginalDst,
+		AgentMark:       dpc.AgentMark,
+		ControlAgent:    datapath.MarkControl(dpc.AgentMark),
+		ControlUpstream: datapath.TransparentControl(dpc.UpstreamMark),
+		Metrics:         cfg.Metrics,
+		Logger:          cfg.Logger,
+	})
+	if err != nil {
+		a.certs.Close()
+		dp.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return a, nil
+}
+
+// Store is the agent's state (for the admin endpoints).
+func (a *Agent) Store() *state.Store { return a.store }
+
+// Certificates is the agent's identity manager (for the admin endpoints).
+func (a *Agent) Certificates() *identity.Manager { return a.certs }
+
+// Datapath is the agent's datapath (for its counters).
+func (a *Agent) Datapath() *datapath.Datapath { return a.dp }
+
+// Ready reports whether the agent applied a config and re-enrolled its pods.
+func (a *Agent) Ready() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.ready {
+		return errors.New("waiting for the first configuration")
+	}
+	return nil
+}
+
+// Run installs the CNI plugin, serves enrollment and the config source until ctx ends, then
+// stops serving. The datapath stays attached: enrolled pods' new connections fail until an agent
+// serves them again (fail closed), and nothing leaves them in plaintext.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.shutdown()
+	if a.cfg.CNIPlugin != "" {
+		err := cni.Install(a.cfg.CNIPlugin, a.cfg.CNIBinDir, a.cfg.CNIConfDir, map[string]any{"socket": a.cfg.CNISocket})
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	}
+	errc := make(chan error, 2)
+	go func() {
+		srv := &enroll.Server{Path: a.cfg.CNISocket, Handle: a.onCNI, Logger: a.log}
+		errc <- srv.Serve(ctx)
+	}()
+	go func() { errc <- a.cfg.Source.Run(ctx, a.apply) }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func (a *Agent) shutdown() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for uid, s := range a.served {
+		a.proxy.StopPod(s.pod)
+		delete(a.served, uid)
+	}
+	a.proxy.Close()
+	a.certs.Close()
+	a.dp.Close() // handles only: capture stays on for enrolled pods
+}
+
+// apply installs a new snapshot and reconciles the served pods; an invalid snapshot is refused
+// and the last good one stays in force.
+func (a *Agent) apply(snap *state.Snapshot) error {
+	old := a.store.Load()
+	if err := a.store.Replace(snap); err != nil { // validates
+		return err
+	}
+	a.evictChanged(old, snap)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	first := !a.ready
+	a.reconcileLocked(true)
+	if first {
+		a.forgetStaleLocked()
+		a.ready = true
+	}
+	return nil
+}
+
+// evictChanged drops pooled HBONE connections to addresses whose workload changed.
+func (a *Agent) evictChanged(old, cur *state.Snapshot) {
+	for _, w := range old.Workloads() {
+		for _, addr := range w.Addresses {
+			if nw, ok := cur.WorkloadByIP(addr); !ok || nw.UID != w.UID || nw.Identity() != w.Identity() {
+				a.proxy.Evict(addr)
+			}
+		}
+	}
+}
+
+// reconcileLocked serves every enrolled local workload whose sandbox is known (scanning for the
+// unknown ones when scan is set) and stops serving the others.
+func (a *Agent) reconcileLocked(scan bool) {
+	snap := a.store.Load()
+	want := map[string]*state.Workload{}
+	var missing []netip.Addr
+	for _, w := range snap.LocalWorkloads(a.cfg.Node) {
+		if !w.Enrolled() {
+			continue
+		}
+		want[w.UID] = w
+		if _, ok := a.served[w.UID]; !ok && a.sandboxOfLocked(w) == "" {
+			missing = append(missing, w.Addresses...)
+		}
+	}
+	if scan && len(missing) > 0 {
+		found, err := enroll.Scan(missing, a.cfg.NetNSDirs...)
+		if err != nil {
+			a.log.Warn("netns scan", "err", err)
+		}
+		for ip, path := range found {
+			a.sandboxes[ip] = path
+		}
+	}
+	for uid, s := range a.served {
+		w, ok := want[uid]
+		if !ok || !sameAddrs(w.Addresses, s.addrs) {
+			a.unenrollLocked(uid)
+		}
+	}
+	for uid, w := range want {
+		if _, ok := a.served[uid]; ok {
+			continue
+		}
+		path := a.sandboxOfLocked(w)
+		if path == "" {
+			continue // not started yet: the CNI plugin will tell us
+		}
+		if err := a.enrollLocked(w, path); err != nil {
+			a.log.Warn("enroll", "pod", w.Namespace+"/"+w.Name, "err", err)
+		}
+	}
+}
+
+func (a *Agent) sandboxOfLocked(w *state.Workload) string {
+	for _, ip := range w.Addresses {
+		if p, ok := a.sandboxes[ip]; ok {
+			return p
+		}
+	}
+	return ""
+}
+
+// enrollLocked opens the pod's listeners, fetches its certificate and turns capture on.
+func (a *Agent) enrollLocked(w *state.Workload, path string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := a.certs.Get(ctx, w.Identity()); err != nil {
+		return fmt.Errorf("certificate for %s: %w", w.Identity(), err)
+	}
+	var cookie uint64
+	var gateways []netip.Addr
+	err := podnet.Do(path, func() error {
+		var err error
+		if cookie, err = podnet.Cookie(); err != nil {
+			return err
+		}
+		gateways, err = defaultGateways()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	pod, err := a.proxy.OpenPod(ctx, w.UID, path, cookie, a.dp.AgentListenConfig())
+	if err != nil {
+		return err
+	}
+	inbound := make([]syscall.Conn, len(pod.Inbound))
+	for i, ln := range pod.Inbound {
+		inbound[i] = ln.(*net.TCPListener)
+	}
+	dpPod, err := a.dp.EnrollPod(datapath.PodConfig{
+		NetNSPath:            path,
+		IPs:                  w.Addresses,
+		Gateways:             gateways,
+		ExcludeInboundPorts:  w.ExcludeInboundPorts,
+		ExcludeOutboundPorts: w.ExcludeOutboundPorts,
+		Inbound:              inbound,
+	})
+	if err != nil {
+		a.proxy.StopPod(pod)
+		return err
+	}
+	a.proxy.Serve(pod)
+	a.served[w.UID] = &served{pod: pod, dp: dpPod, addrs: w.Addresses}
+	a.log.Info("enrolled", "pod", w.Namespace+"/"+w.Name, "identity", w.Identity().String(), "netns", path)
+	return nil
+}
+
+// unenrollLocked turns capture off and stops serving; the pod keeps running, in plaintext.
+func (a *Agent) unenrollLocked(uid string) {
+	s := a.served[uid]
+	delete(a.served, uid)
+	if err := s.dp.Close(); err != nil {
+		a.log.Warn("unenroll", "uid", uid, "err", err)
+	}
+	a.proxy.StopPod(s.pod)
+	a.log.Info("unenrolled", "uid", uid)
+}
+
+// forgetStaleLocked unenrolls, in the datapath, pods a previous agent enrolled that this one does
+// not serve (they are gone, or no longer ambient).
+func (a *Agent) forgetStaleLocked() {
+	cookies, err := a.dp.EnrolledPods()
+	if err != nil {
+		a.log.Warn("enrolled pods", "err", err)
+		return
+	}
+	live := map[uint64]bool{}
+	for _, s := range a.served {
+		live[s.pod.Cookie] = true
+	}
+	for _, c := range cookies {
+		if !live[c] {
+			_ = a.dp.Unenroll(c)
+		}
+	}
+}
+
+// onCNI handles the plugin's report of a new or deleted sandbox. An ADD returns once the pod is
+// enrolled (or is not ambient), so its containers start captured.
+func (a *Agent) onCNI(_ context.Context, ev enroll.Event) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch ev.Op {
+	case enroll.OpAdd:
+		for _, ip := range ev.IPs {
+			a.sandboxes[ip] = ev.NetNS
+		}
+		if !a.ready {
+			return nil // enrolled once the first config arrives
+		}
+		a.reconcileLocked(false)
+		for _, ip := range ev.IPs {
+			if w, ok := a.store.Load().WorkloadByIP(ip); ok && w.Enrolled() && w.Node == a.cfg.Node {
+				if _, served := a.served[w.UID]; !served {
+					return fmt.Errorf("pod %s/%s could not be enrolled (see the agent's log)", ev.Namespace, ev.Name)
+				}
+			}
+		}
+	case enroll.OpDel:
+		for _, ip := range ev.IPs {
+			delete(a.sandboxes, ip)
+		}
+		for uid, s := range a.served {
+			if s.pod.NetNS == ev.NetNS {
+				a.unenrollLocked(uid)
+			}
+		}
+	}
+	return nil
+}
+
+// defaultGateways returns the gateways of the calling thread's namespace's default routes: the
+// node side of the pod's link, where kubelet probes come from.
+func defaultGateways() ([]netip.Addr, error) {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	var out []netip.Addr
+	for _, r := range routes {
+		if r.Dst != nil && !r.Dst.IP.IsUnspecified() {
+			continue
+		}
+		if gw, ok := netip.AddrFromSlice(r.Gw); ok && gw.IsValid() {
+			out = append(out, gw.Unmap())
+		}
+	}
+	return out, nil
+}
+
+func sameAddrs(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

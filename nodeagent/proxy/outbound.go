@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/weftmesh/weft/nodeagent/admin"
+	"github.com/weftmesh/weft/nodeagent/hbone"
+	"github.com/weftmesh/weft/nodeagent/podnet"
+	"github.com/weftmesh/weft/nodeagent/state"
+)
+
+// outbound handles a connection a pod's app opened, captured to 15001.
+func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
+	defer c.Close()
+	log := p.d.Logger.With("pod", pod.UID, "dir", "outbound")
+	orig, err := p.d.OriginalDst(pod.Cookie, addrOf(c.RemoteAddr()))
+	if err != nil {
+		log.Warn("no original destination", "peer", c.RemoteAddr(), "err", err)
+		return
+	}
+	snap, src, ok := p.workload(pod)
+	if !ok {
+		log.Warn("source workload unknown", "dst", orig)
+		return
+	}
+	srcAddr := netip.AddrPortFrom(firstAddr(src), addrOf(c.RemoteAddr()).Port())
+	dst, port, svc := resolve(snap, orig)
+	if dst == nil || !dst.Enrolled() {
+		p.passthrough(ctx, pod, src, dst, svc, orig, c)
+		return
+	}
+	conn := Conn{Reporter: admin.ReporterSource, Source: src, SourceID: src.Identity(), Destination: dst, Service: svc, Security: admin.SecurityMutualTLS}
+	if dst.Node == p.d.Node {
+		if dstPod := p.pod(dst.UID); dstPod != nil {
+			// Same node: no TLS round trip, the same identity and policy checks as over HBONE.
+			p.deliverLocal(ctx, dstPod, dst, src.Identity(), srcAddr, port, c, conn)
+			return
+		}
+	}
+	target := netip.AddrPortFrom(firstAddr(dst), port)
+	req := hbone.Request{
+		Source:       src.Identity(),
+		Destination:  []spiffeid.ID{dst.Identity()},
+		Addr:         netip.AddrPortFrom(firstAddr(dst), HBONEPort),
+		Authority:    target,
+		ForwardedFor: srcAddr,
+		Baggage:      baggage(src),
+	}
+	if svc != nil {
+		req.ForwardedHost = svc.Hostname
+	}
+	dctx, cancel := context.WithTimeout(context.WithValue(ctx, sourceNetNS{}, pod.NetNS), 10*time.Second)
+	up, err := p.pool.Dial(dctx, req)
+	cancel()
+	if err != nil {
+		log.Warn("hbone dial failed", "dst", target, "err", err)
+		p.failed(conn, responseFlag(err))
+		return
+	}
+	defer up.Close()
+	relay(c, up, p.opened(conn))
+}
+
+// resolve finds the destination workload and port of an original destination: a Service VIP is
+// load-balanced over its healthy endpoints; a pod IP is that workload.
+func resolve(snap *state.Snapshot, orig netip.AddrPort) (*state.Workload, uint16, *state.Service) {
+	if svc, ok := snap.ServiceByAddr(orig); ok {
+		if w, port, ok := snap.PickEndpoint(svc, orig.Port(), pickIndex); ok {
+			return w, port, svc
+		}
+		return nil, orig.Port(), svc
+	}
+	w, _ := snap.WorkloadByIP(orig.Addr().Unmap())
+	return w, orig.Port(), nil
+}
+
+// passthrough connects to a destination outside the mesh in plaintext, from the source pod.
+func (p *Proxy) passthrough(ctx context.Context, pod *Pod, src, dst *state.Workload, svc *state.Service, orig netip.AddrPort, c net.Conn) {
+	conn := Conn{Reporter: admin.ReporterSource, Source: src, SourceID: src.Identity(), Destination: dst, Service: svc, Security: admin.SecurityUnknown}
+	reason := admin.PassthroughNotInMesh
+	if dst == nil {
+		reason = admin.PassthroughUnknownDestination
+	}
+	p.d.Metrics.Passthrough(admin.Outbound, reason)
+	d := &net.Dialer{Control: p.d.ControlAgent, Timeout: 10 * time.Second}
+	up, err := podnet.Dial(ctx, pod.NetNS, d, "tcp", orig.String())
+	if err != nil {
+		p.failed(conn, admin.FlagConnectFailure)
+		return
+	}
+	defer up.Close()
+	relay(c, up, p.opened(conn))
+}
+
+func firstAddr(w *state.Workload) netip.Addr {
+	if len(w.Addresses) == 0 {
+		return netip.Addr{}
+	}
+	return w.Addresses[0]
+}
+
+func baggage(w *state.Workload) hbone.Baggage {
+	return hbone.Baggage{
+		Cluster:        w.ClusterID,
+		Namespace:      w.Namespace,
+		WorkloadKind:   w.WorkloadType.BaggageKind(),
+		WorkloadName:   w.WorkloadName,
+		ServiceName:    w.CanonicalName,
+		ServiceVersion: w.CanonicalRevision,
+	}
+}
+
+// labels turns c into metric labels.
+func labels(c Conn) *admin.Labels {
+	l := &admin.Labels{Reporter: c.Reporter, SecurityPolicy: c.Security}
+	if c.Source != nil {
+		l.SetSource(c.Source)
+	}
+	if !c.SourceID.IsZero() {
+		l.SourcePrincipal = c.SourceID.String()
+	}
+	if c.Destination != nil {
+		l.SetDestination(c.Destination)
+	}
+	if c.Service != nil {
+		l.SetDestinationService(c.Service)
+	}
+	return l
+}
+
+// opened counts a connection and returns what to call with its byte counts when it ends.
+func (p *Proxy) opened(c Conn) func(toUpstream, toClient int64) {
+	cm := p.d.Metrics.ConnOpened(labels(c))
+	return func(toUpstream, toClient int64) {
+		cm.BytesReceived(toUpstream)
+		cm.BytesSent(toClient)
+		cm.Closed(admin.FlagNone)
+	}
+}
+
+// failed counts a connection that could not be established.
+func (p *Proxy) failed(c Conn, flag admin.ResponseFlag) {
+	p.d.Metrics.ConnOpened(labels(c)).Closed(flag)
+}
+
+// responseFlag classifies an HBONE dial failure as ztunnel's response_flags do.
+func responseFlag(err error) admin.ResponseFlag {
+	var se *hbone.StatusError
+	if errors.As(err, &se) {
+		if se.Code == 401 {
+			return admin.FlagDenied
+		}
+		return admin.FlagConnectFailure
+	}
+	return admin.FlagConnectFailure
+}
