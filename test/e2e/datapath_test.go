@@ -2,20 +2,24 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -60,7 +64,25 @@ func installNodeAgent(t *testing.T, ctx context.Context, c *harness.Cluster) {
 	if err := c.Apply(ctx, "weft-system", manifest); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { dumpAgentLogs(t, c) })
 	waitDaemonSet(t, ctx, c, "weft-system", "weft-nodeagent", len(c.Nodes))
+}
+
+// dumpAgentLogs prints the node agents' logs when the test failed.
+func dumpAgentLogs(t *testing.T, c *harness.Cluster) {
+	if !t.Failed() {
+		return
+	}
+	ctx := context.Background()
+	pods, err := c.Client.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{LabelSelector: "app=weft-nodeagent"})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.Items {
+		if b, err := c.ContainerLog(ctx, p.Namespace, p.Name, "nodeagent"); err == nil {
+			t.Logf("log of %s on %s:\n%s", p.Name, p.Spec.NodeName, b)
+		}
+	}
 }
 
 func waitDaemonSet(t *testing.T, ctx context.Context, c *harness.Cluster, ns, name string, want int) {
@@ -217,5 +239,229 @@ func TestPrivilegedDataPath(t *testing.T) {
 	if len(lines) == 0 {
 		t.Errorf("destination agent on %s has no mTLS connection from gw's identity; metrics:\n%s", cross.Spec.NodeName,
 			strings.Join(metricLines(dstMetrics, "istio_tcp_connections_opened_total"), "\n"))
+	}
+
+	t.Run("100MB transfer crosses the underlay only as TLS to 15008", func(t *testing.T) {
+		testEncryptedTransfer(t, ctx, c, gw, cross.Spec.NodeName)
+	})
+
+	plain := startPlainPod(t, ctx, c)
+	crossURL := "http://" + net.JoinHostPort(cross.Status.PodIP, "8080") + "/"
+	t.Run("non-ambient to PERMISSIVE accepted in plaintext", func(t *testing.T) {
+		r := clientFrom(t, ctx, c, plain, crossURL, 3)
+		if r.OK != 3 || r.Peers[plain.Status.PodIP] != 3 {
+			t.Errorf("plain → books: %d of 3 ok, peers %v", r.OK, r.Peers)
+		}
+		m := agentMetrics(t, ctx, c.Node(cross.Spec.NodeName))
+		if len(metricLines(m, "istio_tcp_connections_opened_total", `reporter="destination"`, `connection_security_policy="none"`, `destination_workload="books"`)) == 0 {
+			t.Error("no plaintext connection counted at the destination")
+		}
+	})
+	t.Run("ambient to a destination outside the mesh passes through", func(t *testing.T) {
+		r := clientFrom(t, ctx, c, gw, "http://"+net.JoinHostPort(plain.Status.PodIP, "8080")+"/", 3)
+		if r.OK != 3 {
+			t.Errorf("gw → plain: %d of 3 ok: %v", r.OK, r.ErrorSamples)
+		}
+	})
+	t.Run("non-ambient to STRICT refused", func(t *testing.T) {
+		applyMeshConfig(t, ctx, c, map[string]string{demo.Namespace: "STRICT"})
+		err := harness.WaitFor(ctx, 10*time.Second, "STRICT in force", func(ctx context.Context) (bool, error) {
+			return clientFrom(t, ctx, c, plain, crossURL, 1).OK == 0, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := clientFrom(t, ctx, c, gw, crossURL, 3); r.OK != 3 {
+			t.Errorf("mTLS gw → books under STRICT: %d of 3 ok: %v", r.OK, r.ErrorSamples)
+		}
+		m := agentMetrics(t, ctx, c.Node(cross.Spec.NodeName))
+		if len(metricLines(m, "weft_nodeagent_denied_connections_total", `reason="strict_mtls_plaintext"`)) == 0 {
+			t.Error("refusal not counted")
+		}
+	})
+	t.Run("probes keep enrolled pods Ready", func(t *testing.T) {
+		pods, err := c.Client.CoreV1().Pods(demo.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if !podReady(p) {
+				t.Errorf("pod %s is not Ready while enrolled", p.Name)
+			}
+		}
+	})
+	t.Run("agent stopped: fail closed; restarted: traffic again", func(t *testing.T) {
+		testAgentRestart(t, ctx, c, gw, crossURL)
+	})
+}
+
+// startPlainPod runs an echo pod in a namespace outside the mesh.
+func startPlainPod(t *testing.T, ctx context.Context, c *harness.Cluster) corev1.Pod {
+	t.Helper()
+	const manifest = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: outside}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: outside, labels: {app: plain}}
+spec:
+  containers:
+  - name: echo
+    image: weftmesh/echo
+    env: [{name: NAME, value: plain}, {name: POD_NAME, value: plain}]
+    readinessProbe: {httpGet: {path: /readyz, port: 8080}, periodSeconds: 1}
+`
+	if err := c.Apply(ctx, "outside", []byte(manifest)); err != nil {
+		t.Fatal(err)
+	}
+	var pod *corev1.Pod
+	err := harness.WaitFor(ctx, time.Minute, "pod outside/plain ready", func(ctx context.Context) (bool, error) {
+		p, err := c.Client.CoreV1().Pods("outside").Get(ctx, "plain", metav1.GetOptions{})
+		pod = p
+		return err == nil && podReady(*p), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyMeshConfig(t, ctx, c, nil) // the agents learn the new (non-mesh) workload
+	return *pod
+}
+
+const plaintextMarker = "WEFT-PLAINTEXT-MARKER"
+
+// testEncryptedTransfer sends 100 MB from src to a receiver on node dstNode while capturing the
+// underlay: the bytes arrive intact, and the capture shows only TLS to port 15008, never the
+// plaintext marker the sender writes every KiB.
+func testEncryptedTransfer(t *testing.T, ctx context.Context, c *harness.Cluster, src corev1.Pod, dstNode string) {
+	manifest := `
+apiVersion: v1
+kind: Pod
+metadata: {name: sink, namespace: mesh, labels: {app: sink}}
+spec:
+  nodeName: ` + dstNode + `
+  containers:
+  - name: bulk
+    image: weftmesh/bulk
+    args: [recv, -listen, ":5001"]
+    readinessProbe: {tcpSocket: {port: 5001}, periodSeconds: 1}
+`
+	if err := c.Apply(ctx, demo.Namespace, []byte(manifest)); err != nil {
+		t.Fatal(err)
+	}
+	var sink *corev1.Pod
+	err := harness.WaitFor(ctx, time.Minute, "pod mesh/sink ready", func(ctx context.Context) (bool, error) {
+		p, err := c.Client.CoreV1().Pods(demo.Namespace).Get(ctx, "sink", metav1.GetOptions{})
+		sink = p
+		return err == nil && podReady(*p), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyMeshConfig(t, ctx, c, nil)
+	time.Sleep(500 * time.Millisecond) // the agents poll their config file every 200 ms
+
+	capture := filepath.Join(t.TempDir(), "underlay.pcap")
+	stop := startCapture(t, c, capture)
+	out, err := c.Exec(ctx, src.Namespace, src.Name, c.Binary("bulk"), "send",
+		"-to", net.JoinHostPort(sink.Status.PodIP, "5001"), "-bytes", "100M", "-marker", plaintextMarker, "-json")
+	stop()
+	if err != nil {
+		t.Errorf("100 MB transfer: %v\n%s", err, out)
+		dumpAgentLogs(t, c)
+		t.FailNow()
+	}
+	segs, err := readPcap(capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) < 1000 {
+		t.Fatalf("capture has only %d TCP payloads", len(segs))
+	}
+	sawHello := false
+	for i, s := range segs {
+		if s.srcPort != 15008 && s.dstPort != 15008 {
+			t.Fatalf("segment %d crossed the underlay outside the tunnel: ports %d → %d", i, s.srcPort, s.dstPort)
+		}
+		if bytes.Contains(s.payload, []byte(plaintextMarker)) {
+			t.Fatalf("segment %d carries the plaintext marker", i)
+		}
+		if s.dstPort == 15008 && len(s.payload) > 5 && s.payload[0] == 0x16 && s.payload[1] == 0x03 {
+			sawHello = true // a TLS handshake record: the ClientHello
+		}
+	}
+	if !sawHello {
+		t.Error("no TLS handshake seen on port 15008")
+	}
+	t.Logf("%d TCP payloads on the underlay, all TLS on 15008, no plaintext marker", len(segs))
+}
+
+// startCapture runs tcpdump on the underlay bridge until the returned stop is called.
+func startCapture(t *testing.T, c *harness.Cluster, file string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command("tcpdump", "-i", "br0", "-U", "-s", "0", "-c", "60000", "-w", file, "tcp")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := c.Underlay().Do(cmd.Start); err != nil {
+		t.Fatalf("tcpdump: %v", err)
+	}
+	// tcpdump says "listening on br0" once the capture runs.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stderr.String(), "listening on") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+	}
+}
+
+// testAgentRestart removes the node agents (a nodeSelector no node matches), checks that a new
+// connection from an enrolled pod fails and nothing crosses in plaintext, then brings them back.
+func testAgentRestart(t *testing.T, ctx context.Context, c *harness.Cluster, gw corev1.Pod, url string) {
+	patch := func(selector string) {
+		t.Helper()
+		body := `{"spec":{"template":{"spec":{"nodeSelector":` + selector + `}}}}`
+		if _, err := c.Client.AppsV1().DaemonSets("weft-system").Patch(ctx, "weft-nodeagent", types.StrategicMergePatchType, []byte(body), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patch(`{"weft.dev/no-such-node":"true"}`)
+	err := harness.WaitFor(ctx, time.Minute, "node agents gone", func(ctx context.Context) (bool, error) {
+		pods, err := c.Client.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{LabelSelector: "app=weft-nodeagent"})
+		return err == nil && len(pods.Items) == 0, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture := filepath.Join(t.TempDir(), "down.pcap")
+	stop := startCapture(t, c, capture)
+	r := clientFrom(t, ctx, c, gw, url, 3)
+	stop()
+	if r.OK != 0 {
+		t.Errorf("with the agents stopped, %d of 3 new connections from an enrolled pod got through", r.OK)
+	}
+	segs, err := readPcap(capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if s.dstPort == 8080 || s.srcPort == 8080 {
+			t.Fatalf("with the agents stopped, traffic crossed to the app port in plaintext")
+		}
+	}
+	for _, n := range c.Nodes {
+		if entries, err := os.ReadDir(n.HostPath("/sys/fs/bpf/weft")); err != nil || len(entries) == 0 {
+			t.Errorf("%s: pins gone while the agent is stopped: %v", n.Name, err)
+		}
+	}
+	patch(`null`)
+	waitDaemonSet(t, ctx, c, "weft-system", "weft-nodeagent", len(c.Nodes))
+	err = harness.WaitFor(ctx, 10*time.Second, "traffic through restarted agents", func(ctx context.Context) (bool, error) {
+		return clientFrom(t, ctx, c, gw, url, 1).OK == 1, nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
-	"golang.org/x/sys/unix"
 
 	"github.com/weftmesh/weft/test/harness/podshim"
 )
@@ -162,7 +161,7 @@ func (e *nodeExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData 
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, n.cluster.shim, f.Name())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdinData), &stdout, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: unix.CLONE_NEWNS, UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 	if err := cmd.Run(); err != nil {
 		// A plugin reports errors as JSON on stdout; pass it on as libcni's RawExec does.
 		if stdout.Len() > 0 {

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -73,10 +72,9 @@ func (c *Cluster) Exec(ctx context.Context, namespace, podName string, argv ...s
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Unshareflags: unix.CLONE_NEWNS,
-		UseCgroupFD:  true,
-		CgroupFD:     int(cg.Fd()),
-		Pdeathsig:    syscall.SIGKILL,
+		UseCgroupFD: true,
+		CgroupFD:    int(cg.Fd()),
+		Pdeathsig:   syscall.SIGKILL,
 	}
 	if err := cmd.Run(); err != nil {
 		return out.Bytes(), fmt.Errorf("exec %s in %s/%s: %w\n%s", filepath.Base(argv[0]), namespace, podName, err, out.Bytes())
@@ -96,4 +94,14 @@ func (c *Cluster) Binary(image string) string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// ContainerLog returns what a running pod's container has written to stdout and stderr (the
+// harness keeps no logs of deleted pods).
+func (c *Cluster) ContainerLog(ctx context.Context, namespace, podName, container string) ([]byte, error) {
+	pod, err := c.Client.CoreV1().Pods(namespace).Get(ctx, podName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	return os.ReadFile(filepath.Join(c.Dir, "pods", pod.Namespace+"_"+pod.Name+"_"+string(pod.UID), container+".log"))
 }

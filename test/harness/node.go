@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/weftmesh/weft/test/harness/podshim"
@@ -228,11 +229,10 @@ func (n *Node) register(ctx context.Context) error {
 		},
 		Spec: corev1.NodeSpec{PodCIDR: n.PodCIDR.String(), PodCIDRs: []string{n.PodCIDR.String()}},
 	}
-	created, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
+	if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("node %s: register: %w", n.Name, err)
 	}
-	if err := n.updateStatus(ctx, created); err != nil {
+	if err := n.postStatus(ctx); err != nil {
 		return err
 	}
 	n.wg.Add(1)
@@ -240,6 +240,21 @@ func (n *Node) register(ctx context.Context) error {
 		defer n.wg.Done()
 		n.heartbeat(ctx)
 	}()
+	return nil
+}
+
+// postStatus writes the node's Ready status, retrying when a controller changed the Node meanwhile.
+func (n *Node) postStatus(ctx context.Context) error {
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		node, err := n.cluster.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		return n.updateStatus(ctx, node)
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: status: %w", n.Name, err)
+	}
 	return nil
 }
 
@@ -261,10 +276,8 @@ func (n *Node) updateStatus(ctx context.Context, node *corev1.Node) error {
 			ContainerRuntimeVersion: "weft-harness://1",
 		},
 	}
-	if _, err := n.cluster.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("node %s: status: %w", n.Name, err)
-	}
-	return nil
+	_, err := n.cluster.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	return err
 }
 
 func (n *Node) capacity() corev1.ResourceList {
@@ -299,9 +312,7 @@ func (n *Node) heartbeat(ctx context.Context) {
 			n.cluster.log.Warn("node lease", "node", n.Name, "err", err)
 		}
 		if beat%4 == 3 { // every 40 s, as a kubelet's node status update
-			if node, err := n.cluster.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{}); err == nil {
-				_ = n.updateStatus(ctx, node)
-			}
+			_ = n.postStatus(ctx)
 		}
 		select {
 		case <-ctx.Done():

@@ -47,7 +47,7 @@ func startProcess(shimPath string, spec podshim.Spec, specPath, cgroupDir, logPa
 	cmd := exec.Command(shimPath, specPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Unshareflags: unix.CLONE_NEWNS | unix.CLONE_NEWUTS,
+		Unshareflags: unix.CLONE_NEWUTS, // the shim makes its own mount namespace
 		UseCgroupFD:  true,
 		CgroupFD:     int(cg.Fd()),
 		Setpgid:      true,

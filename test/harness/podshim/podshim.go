@@ -2,9 +2,11 @@
 // a pod's container by bind-mounting the pod's volumes in a private mount namespace, setting the
 // pod's hostname, entering the pod's network namespace and then executing the container's binary.
 //
-// The harness starts the shim with a fresh mount and UTS namespace and inside the pod's cgroup
-// (exec.Cmd's SysProcAttr does that); the shim does what SysProcAttr cannot: setns into a
-// network namespace and mount volumes before exec.
+// The harness starts the shim with a fresh UTS namespace and inside the pod's cgroup (exec.Cmd's
+// SysProcAttr does that); the shim does what SysProcAttr cannot: a mount namespace whose mounts
+// are slaves of the host's (mounts made on the host later, such as new network namespaces under
+// /var/run/netns, propagate in, as with Kubernetes' HostToContainer propagation; nothing
+// propagates out), the volume mounts, setns into a network namespace, then exec.
 package podshim
 
 import (
@@ -57,8 +59,14 @@ func Load(path string) (Spec, error) {
 // Exec prepares the process as s says and replaces it with the container's binary. It returns
 // only on error.
 func Exec(s Spec) error {
-	// setns and exec must happen on the same thread: the new program inherits that thread's namespace.
+	// unshare, setns and exec must happen on one thread: the new program inherits its namespaces.
 	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("podshim: mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("podshim: make / a slave mount: %w", err)
+	}
 	// Open every source before mounting anything: a mount may hide the path of a later source.
 	sources := make([]*os.File, len(s.Mounts))
 	for i, m := range s.Mounts {
