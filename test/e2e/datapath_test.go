@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,52 +18,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
-	"github.com/weftmesh/weft/nodeagent/identity"
 	"github.com/weftmesh/weft/test/apps/client/report"
-	"github.com/weftmesh/weft/test/controlplane"
 	"github.com/weftmesh/weft/test/demo"
 	"github.com/weftmesh/weft/test/harness"
+	"github.com/weftmesh/weft/test/mesh"
 )
-
-// installNodeAgent installs Weft's node agent from deploy/manifests the way a user would, with a
-// fresh CA in the weft-ca Secret, and waits until it is ready on every node.
-func installNodeAgent(t *testing.T, ctx context.Context, c *harness.Cluster) {
-	t.Helper()
-	dir := t.TempDir()
-	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	if _, err := identity.CreateRootCA(td, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), 24*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "weft-system"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "weft-ca", Namespace: "weft-system"}, Data: map[string][]byte{}}
-	for _, f := range []string{"ca.crt", "ca.key"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		secret.Data[f] = b
-	}
-	if _, err := c.Client.CoreV1().Secrets("weft-system").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest, err := os.ReadFile(filepath.Join(root, "deploy", "manifests", "nodeagent.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Apply(ctx, "weft-system", manifest); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dumpAgentLogs(t, c) })
-	waitDaemonSet(t, ctx, c, "weft-system", "weft-nodeagent", len(c.Nodes))
-}
 
 // dumpAgentLogs prints the node agents' logs when the test failed.
 func dumpAgentLogs(t *testing.T, c *harness.Cluster) {
@@ -85,28 +41,10 @@ func dumpAgentLogs(t *testing.T, c *harness.Cluster) {
 	}
 }
 
-func waitDaemonSet(t *testing.T, ctx context.Context, c *harness.Cluster, ns, name string, want int) {
-	t.Helper()
-	err := harness.WaitFor(ctx, 2*time.Minute, "daemonset "+ns+"/"+name+" ready", func(ctx context.Context) (bool, error) {
-		ds, err := c.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		return ds.Status.DesiredNumberScheduled == int32(want) && ds.Status.NumberReady == int32(want), nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // applyMeshConfig writes the agents' configuration derived from the cluster now.
 func applyMeshConfig(t *testing.T, ctx context.Context, c *harness.Cluster, modes map[string]string) {
 	t.Helper()
-	cfg, err := buildMeshConfig(ctx, c, modes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := writeMeshConfig(c, cfg); err != nil {
+	if err := mesh.Apply(ctx, c, modes); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -114,38 +52,11 @@ func applyMeshConfig(t *testing.T, ctx context.Context, c *harness.Cluster, mode
 // agentMetrics scrapes the node agent of node n.
 func agentMetrics(t *testing.T, ctx context.Context, n *harness.Node) string {
 	t.Helper()
-	client := &http.Client{Transport: &http.Transport{DialContext: n.NetNS.DialContext}, Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(n.IP.String(), "15020") + "/metrics")
+	m, err := mesh.AgentMetrics(ctx, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-// metricLines returns the lines of a Prometheus text exposition of metric that contain every part.
-func metricLines(text, metric string, parts ...string) []string {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, metric+"{") {
-			continue
-		}
-		ok := true
-		for _, p := range parts {
-			if !strings.Contains(line, p) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
+	return m
 }
 
 // clientFrom runs the client test app inside pod (its network namespace and cgroup, as the pod's
@@ -183,16 +94,14 @@ func TestPrivilegedDataPath(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, demo.Namespace, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Labels[dataplaneModeLabel] = ambient
-	if _, err := c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+	if err := mesh.EnrollNamespace(ctx, c, demo.Namespace); err != nil {
 		t.Fatal(err)
 	}
 	applyMeshConfig(t, ctx, c, nil)
-	installNodeAgent(t, ctx, c)
+	t.Cleanup(func() { dumpAgentLogs(t, c) })
+	if err := mesh.InstallNodeAgent(ctx, c); err != nil {
+		t.Fatal(err)
+	}
 
 	pods, err := c.Client.CoreV1().Pods(demo.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -233,12 +142,12 @@ func TestPrivilegedDataPath(t *testing.T) {
 
 	// The destination agent of the cross-node request reports gw's SPIFFE ID, over mTLS.
 	dstMetrics := agentMetrics(t, ctx, c.Node(cross.Spec.NodeName))
-	lines := metricLines(dstMetrics, "istio_tcp_connections_opened_total",
+	lines := mesh.MetricLines(dstMetrics, "istio_tcp_connections_opened_total",
 		`reporter="destination"`, `source_principal="spiffe://cluster.local/ns/mesh/sa/gw"`,
 		`destination_principal="spiffe://cluster.local/ns/mesh/sa/books"`, `connection_security_policy="mutual_tls"`)
 	if len(lines) == 0 {
 		t.Errorf("destination agent on %s has no mTLS connection from gw's identity; metrics:\n%s", cross.Spec.NodeName,
-			strings.Join(metricLines(dstMetrics, "istio_tcp_connections_opened_total"), "\n"))
+			strings.Join(mesh.MetricLines(dstMetrics, "istio_tcp_connections_opened_total"), "\n"))
 	}
 
 	t.Run("100MB transfer crosses the underlay only as TLS to 15008", func(t *testing.T) {
@@ -253,7 +162,7 @@ func TestPrivilegedDataPath(t *testing.T) {
 			t.Errorf("plain → books: %d of 3 ok, peers %v", r.OK, r.Peers)
 		}
 		m := agentMetrics(t, ctx, c.Node(cross.Spec.NodeName))
-		if len(metricLines(m, "istio_tcp_connections_opened_total", `reporter="destination"`, `connection_security_policy="none"`, `destination_workload="books"`)) == 0 {
+		if len(mesh.MetricLines(m, "istio_tcp_connections_opened_total", `reporter="destination"`, `connection_security_policy="none"`, `destination_workload="books"`)) == 0 {
 			t.Error("no plaintext connection counted at the destination")
 		}
 	})
@@ -275,7 +184,7 @@ func TestPrivilegedDataPath(t *testing.T) {
 			t.Errorf("mTLS gw → books under STRICT: %d of 3 ok: %v", r.OK, r.ErrorSamples)
 		}
 		m := agentMetrics(t, ctx, c.Node(cross.Spec.NodeName))
-		if len(metricLines(m, "weft_nodeagent_denied_connections_total", `reason="strict_mtls_plaintext"`)) == 0 {
+		if len(mesh.MetricLines(m, "weft_nodeagent_denied_connections_total", `reason="strict_mtls_plaintext"`)) == 0 {
 			t.Error("refusal not counted")
 		}
 	})
@@ -285,7 +194,7 @@ func TestPrivilegedDataPath(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range pods.Items {
-			if !podReady(p) {
+			if !mesh.PodReady(p) {
 				t.Errorf("pod %s is not Ready while enrolled", p.Name)
 			}
 		}
@@ -320,7 +229,7 @@ spec:
 	err := harness.WaitFor(ctx, time.Minute, "pod outside/plain ready", func(ctx context.Context) (bool, error) {
 		p, err := c.Client.CoreV1().Pods("outside").Get(ctx, "plain", metav1.GetOptions{})
 		pod = p
-		return err == nil && podReady(*p), err
+		return err == nil && mesh.PodReady(*p), err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +263,7 @@ spec:
 	err := harness.WaitFor(ctx, time.Minute, "pod mesh/sink ready", func(ctx context.Context) (bool, error) {
 		p, err := c.Client.CoreV1().Pods(demo.Namespace).Get(ctx, "sink", metav1.GetOptions{})
 		sink = p
-		return err == nil && podReady(*p), err
+		return err == nil && mesh.PodReady(*p), err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -457,8 +366,11 @@ func testAgentRestart(t *testing.T, ctx context.Context, c *harness.Cluster, gw 
 		}
 	}
 	patch(`null`)
-	waitDaemonSet(t, ctx, c, "weft-system", "weft-nodeagent", len(c.Nodes))
-	err = harness.WaitFor(ctx, 10*time.Second, "traffic through restarted agents", func(ctx context.Context) (bool, error) {
+	if err := mesh.WaitDaemonSet(ctx, c, "weft-system", "weft-nodeagent", len(c.Nodes)); err != nil {
+		t.Fatal(err)
+	}
+	// A ready agent has re-enrolled the running pods: traffic flows within a second.
+	err = harness.WaitFor(ctx, time.Second, "traffic through restarted agents", func(ctx context.Context) (bool, error) {
 		return clientFrom(t, ctx, c, gw, url, 1).OK == 1, nil
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftmesh/weft/test/apps/echo/echoserver"
 	"github.com/weftmesh/weft/test/harness"
+	"github.com/weftmesh/weft/test/mesh"
 	"github.com/weftmesh/weft/test/privileged"
 )
 
@@ -116,7 +117,7 @@ func TestPrivilegedHarnessCluster(t *testing.T) {
 		if p.Status.HostIP != n.IP.String() {
 			t.Errorf("pod %s hostIP %s, want %s", p.Name, p.Status.HostIP, n.IP)
 		}
-		if !podReady(p) {
+		if !mesh.PodReady(p) {
 			t.Errorf("pod %s not Ready", p.Name)
 		}
 		byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
@@ -286,8 +287,8 @@ func testProbes(t *testing.T, ctx context.Context, c *harness.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status.Phase != corev1.PodRunning || podReady(*p) {
-		t.Errorf("unready pod: phase %s, ready %v; want Running and not Ready", p.Status.Phase, podReady(*p))
+	if p.Status.Phase != corev1.PodRunning || mesh.PodReady(*p) {
+		t.Errorf("unready pod: phase %s, ready %v; want Running and not Ready", p.Status.Phase, mesh.PodReady(*p))
 	}
 	slices, err := c.Client.DiscoveryV1().EndpointSlices("mesh").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=probes"})
 	if err != nil {
@@ -331,15 +332,6 @@ func testGarbageCollection(t *testing.T, ctx context.Context, c *harness.Cluster
 			t.Errorf("pod %s still has its network namespace after deletion", p.Name)
 		}
 	}
-}
-
-func podReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // getFromNetNS sends a GET from inside ns and decodes the echo answer.
