@@ -1,6 +1,8 @@
 // Package demo runs Weft's demo in a harness cluster: the sample app of "Istio Explained –
-// Service Mesh Part 1: Routing" (gw → books v1/v2 → ratings v1/v2), traffic between its pods on
-// one node and across nodes, and a short report with timings.
+// Service Mesh Part 1: Routing" (gw → books v1/v2 → ratings v1/v2) in an ambient namespace with
+// Weft's node agents installed, traffic between its pods on one node and across nodes, and a
+// short report with timings and, per connection, its security and both SPIFFE identities as the
+// agents counted them.
 package demo
 
 import (
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/weftmesh/weft/test/apps/client/report"
 	"github.com/weftmesh/weft/test/harness"
+	"github.com/weftmesh/weft/test/mesh"
 )
 
 // SampleManifest is the sample app, in namespace "mesh".
@@ -40,9 +44,10 @@ type Hop struct {
 
 // Result is what the demo measured.
 type Result struct {
-	Pods      []PodPlacement `json:"pods"`
-	Hops      []Hop          `json:"hops"`
-	DeployFor time.Duration  `json:"deployFor"`
+	Pods        []PodPlacement `json:"pods"`
+	Hops        []Hop          `json:"hops"`
+	Connections []Connection   `json:"connections"`
+	DeployFor   time.Duration  `json:"deployFor"`
 }
 
 // PodPlacement is where one pod of the sample app runs.
@@ -57,6 +62,10 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 	if err := c.Apply(ctx, Namespace, SampleManifest); err != nil {
 		return nil, err
 	}
+	progress.Step("labelling namespace %s %s=%s", Namespace, mesh.DataplaneModeLabel, mesh.Ambient)
+	if err := mesh.EnrollNamespace(ctx, c, Namespace); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{"gw", "books-v1", "books-v2", "ratings-v1", "ratings-v2"} {
 		if err := c.WaitDeploymentReady(ctx, Namespace, d, 2*time.Minute); err != nil {
 			return nil, err
@@ -66,6 +75,13 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 		if err := c.WaitServiceReady(ctx, Namespace, svc, 1, time.Minute); err != nil {
 			return nil, err
 		}
+	}
+	if err := mesh.Apply(ctx, c, nil); err != nil {
+		return nil, err
+	}
+	progress.Step("installing Weft's node agent (deploy/manifests/nodeagent.yaml)")
+	if err := mesh.InstallNodeAgent(ctx, c); err != nil {
+		return nil, err
 	}
 	res := &Result{DeployFor: time.Since(start)}
 	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})
@@ -106,8 +122,49 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 		}
 		res.Hops = append(res.Hops, Hop{Name: h.name, From: from, To: h.url, Report: r})
 	}
+	for _, n := range c.Nodes {
+		m, err := mesh.AgentMetrics(ctx, n)
+		if err != nil {
+			return res, fmt.Errorf("metrics of the agent on %s: %w", n.Name, err)
+		}
+		res.Connections = append(res.Connections, connections(n.Name, m)...)
+	}
 	writeReport(out, res)
 	return res, nil
+}
+
+// Connection is one row of the agents' istio_tcp_connections_opened_total as the source agent
+// reported it: who talked to whom, and how.
+type Connection struct {
+	Node, Source, Destination, Security string
+	Count                               float64
+}
+
+var labelRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// connections reads the source-reported connection counters of one agent's metrics, summed per
+// source, destination and security.
+func connections(node, metrics string) []Connection {
+	var out []Connection
+	index := map[Connection]int{} // key with Count 0
+	for _, line := range mesh.MetricLines(metrics, "istio_tcp_connections_opened_total", `reporter="source"`) {
+		labels := map[string]string{}
+		for _, m := range labelRE.FindAllStringSubmatch(line, -1) {
+			labels[m[1]] = m[2]
+		}
+		var n float64
+		fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n)
+		key := Connection{Node: node, Source: labels["source_principal"], Destination: labels["destination_principal"],
+			Security: labels["connection_security_policy"]}
+		if i, ok := index[key]; ok {
+			out[i].Count += n
+			continue
+		}
+		index[key] = len(out)
+		key.Count = n
+		out = append(out, key)
+	}
+	return out
 }
 
 // clientRun runs the client test app inside a pod and returns its JSON report. Every request
@@ -128,18 +185,25 @@ func clientRun(ctx context.Context, c *harness.Cluster, pod, url string, n int) 
 }
 
 func writeReport(out io.Writer, res *Result) {
-	fmt.Fprintf(out, "\nSample app deployed and Ready in %.1fs:\n\n", res.DeployFor.Seconds())
+	fmt.Fprintf(out, "\nSample app deployed, enrolled and Ready in %.1fs:\n\n", res.DeployFor.Seconds())
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  POD\tNODE\tIP")
 	for _, p := range res.Pods {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", p.Name, p.Node, p.IP)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "\nTraffic (plain, no mesh yet):\n\n")
+	fmt.Fprintf(out, "\nTraffic from gw, every request on a new connection:\n\n")
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  PATH\tOK\tANSWERED BY\tP50 ms\tP99 ms")
 	for _, h := range res.Hops {
 		fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%.2f\t%.2f\n", h.Name, h.Report.OK, h.Report.Count, answeredBy(h.Report), h.Report.Latency.P50, h.Report.Latency.P99)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "\nConnections as the source node agents counted them (istio_tcp_connections_opened_total):\n\n")
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tSOURCE IDENTITY\tDESTINATION IDENTITY\tSECURITY\tCONNECTIONS")
+	for _, c := range res.Connections {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.0f\n", c.Node, c.Source, c.Destination, c.Security, c.Count)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
@@ -174,12 +238,18 @@ func counts(m map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-// Failed reports whether any request of the demo failed.
+// Failed reports whether any request of the demo failed, or a connection between the sample
+// app's workloads went without mutual TLS.
 func (r *Result) Failed() bool {
 	for _, h := range r.Hops {
 		if h.Report.Failed > 0 || h.Report.OK == 0 {
 			return true
 		}
 	}
-	return false
+	for _, c := range r.Connections {
+		if strings.Contains(c.Destination, "/ns/"+Namespace+"/") && c.Security != "mutual_tls" {
+			return true
+		}
+	}
+	return len(r.Connections) == 0
 }
