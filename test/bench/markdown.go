@@ -14,6 +14,10 @@ import (
 // ratio columns divide a row's median by the baseline row's median of the same workload: p99
 // latency (with the difference in ms) and throughput. A fixed-rate workload has no throughput
 // ratio, a bulk workload no latency ratio.
+//
+// With more than one scenario, a second table gives every ratio of the other scenarios to the
+// baseline (p50, p90, p99, p99.9 with the difference in ms, throughput). When the run accounted
+// the mesh's agents (Run.Agents), a third table gives their CPU and peak memory per row.
 func WriteMarkdown(w io.Writer, r *Run) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### weft-bench %s (%s)\n\n", r.ID, r.Mode)
@@ -45,6 +49,8 @@ func WriteMarkdown(w io.Writer, r *Run) error {
 			}
 		}
 	}
+	writeRatioTable(&b, r)
+	writeAgentTable(&b, r)
 	if len(notes) > 0 {
 		b.WriteString("\nNotes:\n\n")
 		for _, n := range notes {
@@ -233,4 +239,86 @@ func oneLine(s string) string {
 		s = s[:300] + "…"
 	}
 	return s
+}
+
+// writeRatioTable renders the ratios of every scenario but the baseline to the baseline.
+func writeRatioTable(b *strings.Builder, r *Run) {
+	base := r.Scenario(r.Baseline)
+	scenarios := orderScenarios(r)
+	if base == nil || len(scenarios) < 2 {
+		return
+	}
+	fmt.Fprintf(b, "\nRatios to %s (median ÷ median; latency above 1.00× and throughput below 1.00× are costs):\n\n", r.Baseline)
+	b.WriteString("| workload | scenario | p50 | p90 | p99 | p99.9 | throughput |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|\n")
+	for _, wl := range r.Plan.Workloads {
+		baseRes := base.Result(wl.ID)
+		for _, sc := range scenarios[1:] {
+			res := sc.Result(wl.ID)
+			if res == nil {
+				res = &Result{Workload: wl.ID}
+			}
+			cells := []string{wl.ID, sc.Name}
+			for _, m := range []Metric{P50, P90, P99, P999} {
+				cells = append(cells, latencyRatioCell(wl, m, res, baseRes))
+			}
+			cells = append(cells, throughputRatioCell(wl, res))
+			b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		}
+	}
+}
+
+func latencyRatioCell(w Workload, m Metric, res, base *Result) string {
+	ratio, ok := res.Ratios[m]
+	if w.Kind != HTTP || !ok || base == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f× (%+.3f ms)", ratio, res.Summary[m].Median-base.Summary[m].Median)
+}
+
+// writeAgentTable renders the mesh agents' resources per workload and scenario.
+func writeAgentTable(b *strings.Builder, r *Run) {
+	if len(r.Agents) == 0 {
+		return
+	}
+	var nodes []string
+	for _, a := range r.Agents {
+		nodes = append(nodes, a.Node)
+	}
+	perNode := strings.Join(nodes, " / ")
+	b.WriteString("\nNode agents' resources during each repetition, from the kernel's accounting of the agent pods " +
+		"(CPU: usage_usec of the pod's cgroup; memory: VmHWM of its processes, reset when the repetition starts). " +
+		"vCPU is CPU time ÷ wall time of the repetition; per 1000 rps is CPU-seconds per 1000 requests (or connections), " +
+		"per Gbit/s CPU-seconds per gigabit; peak RSS adds up each agent's peak. " +
+		"Kernel work done for the mesh in the applications' system calls and in softirq context is not included.\n\n")
+	fmt.Fprintf(b, "| workload | scenario | throughput | agents' vCPU | vCPU %s | vCPU per 1000 rps | vCPU per Gbit/s | peak RSS MiB | peak RSS MiB %s |\n", perNode, perNode)
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, wl := range r.Plan.Workloads {
+		for _, sc := range orderScenarios(r) {
+			res := sc.Result(wl.ID)
+			if res == nil {
+				res = &Result{Workload: wl.ID}
+			}
+			s := res.Summary
+			cells := []string{wl.ID, sc.Name, throughputCell(wl, s),
+				statCell(s, AgentVCPU, "%.3f"), nodeCell(s, AgentVCPU, nodes, "%.3f"),
+				statCell(s, AgentVCPUPerKRPS, "%.3f"), statCell(s, AgentVCPUPerGbps, "%.3f"),
+				statCell(s, AgentRSS, "%.1f"), nodeCell(s, AgentRSS, nodes, "%.1f")}
+			b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		}
+	}
+}
+
+// nodeCell shows the medians of a per-node metric, one per node.
+func nodeCell(s map[Metric]Stat, m Metric, nodes []string, format string) string {
+	var vals []string
+	for _, n := range nodes {
+		st, ok := s[NodeMetric(m, n)]
+		if !ok || st.N == 0 {
+			vals = append(vals, "—")
+			continue
+		}
+		vals = append(vals, fmt.Sprintf(format, st.Median))
+	}
+	return strings.Join(vals, " / ")
 }

@@ -25,6 +25,26 @@ func httpSamples(n int, p50, p90, p99, p999, rps float64, sockets float64) []Sam
 	return out
 }
 
+// withAgents adds the node agents' accounting to samples: CPU seconds and peak MiB per node over
+// a window of secs, as AgentMeter and the runner record them.
+func withAgents(w Workload, samples []Sample, secs float64, cpu, rss [2]float64) []Sample {
+	for i, s := range samples {
+		k := 1 + 0.1*float64(i)
+		s[AgentCPU], s[AgentRSS] = 0, 0
+		for n, node := range []string{"node-1", "node-2"} {
+			c, m := cpu[n]*k, rss[n]*k
+			s[NodeMetric(AgentCPU, node)] = c
+			s[NodeMetric(AgentVCPU, node)] = c / secs
+			s[NodeMetric(AgentRSS, node)] = m
+			s[AgentCPU] += c
+			s[AgentRSS] += m
+		}
+		s[AgentVCPU] = s[AgentCPU] / secs
+		deriveAgentMetrics(w, s)
+	}
+	return samples
+}
+
 func bulkSamples(n int, gbps float64) []Sample {
 	f := []float64{1, 0.9, 1.05}
 	var out []Sample
@@ -59,27 +79,45 @@ func goldenRun(t *testing.T, name string) *Run {
 	}
 	target := Target{Namespace: "bench", ClientPod: "bench-client-x", ClientNode: "node-1", ServerNode: "node-2",
 		HTTPURL: "http://198.18.2.4:8080/", BulkAddr: "198.18.2.5:5001"}
+	agents := name == "two-scenarios"
+	// result builds the result of a workload; in the two-scenario run with the agents' figures.
+	result := func(id string, samples []Sample, cpu, rss [2]float64) Result {
+		if agents {
+			w := r.Workload(id)
+			secs := float64(time.Duration(plan.Duration)) / float64(time.Second)
+			if w.Kind == Bulk {
+				secs = samples[0][Bytes] * 8 / 1e9 / samples[0][Gbps]
+			}
+			samples = withAgents(*w, samples, secs, cpu, rss)
+		}
+		return NewResult(id, samples)
+	}
+	idle, idleRSS := [2]float64{0.02, 0.03}, [2]float64{21.3, 22.1}
 	noMesh := ScenarioResult{Name: BaselineScenario, Description: "plain pod→pod", Target: target, Results: []Result{
-		NewResult("http-1000rps", httpSamples(n, 0.110, 0.150, 0.300, 0.900, 1000, 16)),
-		NewResult("http-3200rps", httpSamples(n, 0.120, 0.170, 0.400, 1.200, 3200, 16)),
-		NewResult("http-max", httpSamples(n, 0.900, 1.400, 2.500, 5.000, 17500, 16)),
-		NewResult("http-newconn", httpSamples(n, 1.500, 2.600, 4.600, 9.000, 9900, 9900*15)),
-		NewResult("tcp-1stream", bulkSamples(n, 5.07)),
-		NewResult("tcp-4streams", bulkSamples(n, 6.52)),
+		result("http-1000rps", httpSamples(n, 0.110, 0.150, 0.300, 0.900, 1000, 16), idle, idleRSS),
+		result("http-3200rps", httpSamples(n, 0.120, 0.170, 0.400, 1.200, 3200, 16), idle, idleRSS),
+		result("http-max", httpSamples(n, 0.900, 1.400, 2.500, 5.000, 17500, 16), idle, idleRSS),
+		result("http-newconn", httpSamples(n, 1.500, 2.600, 4.600, 9.000, 9900, 9900*15), idle, idleRSS),
+		result("tcp-1stream", bulkSamples(n, 5.07), idle, idleRSS),
+		result("tcp-4streams", bulkSamples(n, 6.52), idle, idleRSS),
 	}}
 	noMesh.Results[1].Notes = []string{"rep 2: 3010 of 3200 rps achieved"}
 	r.Scenarios = append(r.Scenarios, noMesh)
-	if name == "two-scenarios" {
+	if agents {
+		r.Agents = []Agent{
+			{Node: "node-1", Pod: "weft-system/weft-nodeagent-a", Cgroup: "/sys/fs/cgroup/weft/node-1/pod-a"},
+			{Node: "node-2", Pod: "weft-system/weft-nodeagent-b", Cgroup: "/sys/fs/cgroup/weft/node-2/pod-b"},
+		}
 		errored := NewResult("http-newconn", httpSamples(1, 2.0, 3.5, 6.0, 12.0, 7000, 7000*15))
 		errored.Samples[0][Errors] = 42
 		errored = NewResult("http-newconn", errored.Samples)
 		errored.Error = "repetition 2: fortio: exec fortio in bench/bench-client-x: signal: killed"
 		r.Scenarios = append(r.Scenarios, ScenarioResult{Name: "weft-l4", Description: "Weft L4, mTLS", Target: target, Results: []Result{
-			NewResult("http-1000rps", httpSamples(n, 0.160, 0.320, 0.500, 1.400, 1000, 16)),
-			NewResult("http-3200rps", httpSamples(n, 0.170, 0.350, 0.432, 1.900, 3200, 16)),
-			NewResult("http-max", httpSamples(n, 1.200, 1.900, 3.100, 6.000, 14000, 16)),
+			result("http-1000rps", httpSamples(n, 0.160, 0.320, 0.500, 1.400, 1000, 16), [2]float64{0.45, 0.55}, [2]float64{24.5, 25.5}),
+			result("http-3200rps", httpSamples(n, 0.170, 0.350, 0.432, 1.900, 3200, 16), [2]float64{1.3, 1.6}, [2]float64{26, 27}),
+			result("http-max", httpSamples(n, 1.200, 1.900, 3.100, 6.000, 14000, 16), [2]float64{5.1, 6.2}, [2]float64{31, 33}),
 			errored,
-			NewResult("tcp-1stream", bulkSamples(n, 3.80)),
+			result("tcp-1stream", bulkSamples(n, 3.80), [2]float64{2.1, 2.4}, [2]float64{40.2, 44.8}),
 			// tcp-4streams missing: the scenario was cut short
 		}})
 	}
@@ -116,15 +154,17 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 }
 
-// TestWriteMarkdownTable checks the table's shape independently of the golden files: one row
-// per workload and scenario, every row with the header's number of cells.
+// TestWriteMarkdownTable checks the tables' shape independently of the golden files: one row
+// per workload and scenario in the main table (and in the agents' table), one per workload and
+// non-baseline scenario in the ratio table, every row with its header's number of cells.
 func TestWriteMarkdownTable(t *testing.T) {
 	tests := []struct {
 		name string
-		rows int
+		rows []int // per table, header and separator excluded
 	}{
-		{"no-mesh", 6},
-		{"two-scenarios", 12},
+		{"no-mesh", []int{6}},
+		{"quick", []int{6}},
+		{"two-scenarios", []int{12, 6, 12}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,23 +172,35 @@ func TestWriteMarkdownTable(t *testing.T) {
 			if err := WriteMarkdown(&b, goldenRun(t, tt.name)); err != nil {
 				t.Fatal(err)
 			}
-			var table []string
+			var tables [][]string
+			inTable := false
 			for line := range strings.Lines(b.String()) {
-				if strings.HasPrefix(line, "|") {
-					table = append(table, strings.TrimSpace(line))
+				if !strings.HasPrefix(line, "|") {
+					inTable = false
+					continue
+				}
+				if !inTable {
+					tables = append(tables, nil)
+					inTable = true
+				}
+				tables[len(tables)-1] = append(tables[len(tables)-1], strings.TrimSpace(line))
+			}
+			if len(tables) != len(tt.rows) {
+				t.Fatalf("%d tables, want %d:\n%s", len(tables), len(tt.rows), b.String())
+			}
+			for i, table := range tables {
+				if len(table) != tt.rows[i]+2 {
+					t.Errorf("table %d: %d lines, want %d header+separator+rows", i, len(table), tt.rows[i]+2)
+				}
+				cells := strings.Count(table[0], "|")
+				for _, l := range table {
+					if strings.Count(l, "|") != cells {
+						t.Errorf("table %d: row has %d separators, header %d: %s", i, strings.Count(l, "|"), cells, l)
+					}
 				}
 			}
-			if len(table) != tt.rows+2 {
-				t.Fatalf("%d table lines, want %d header+separator+rows:\n%s", len(table), tt.rows+2, b.String())
-			}
-			cells := strings.Count(table[0], "|")
-			for _, l := range table {
-				if strings.Count(l, "|") != cells {
-					t.Errorf("row has %d separators, header %d: %s", strings.Count(l, "|"), cells, l)
-				}
-			}
-			if !strings.Contains(table[2], "| no-mesh |") || !strings.Contains(table[2], "1.00×") {
-				t.Errorf("first row is not the baseline with ratio 1.00×: %s", table[2])
+			if !strings.Contains(tables[0][2], "| no-mesh |") || !strings.Contains(tables[0][2], "1.00×") {
+				t.Errorf("first row is not the baseline with ratio 1.00×: %s", tables[0][2])
 			}
 		})
 	}

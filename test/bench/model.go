@@ -22,7 +22,10 @@ type Run struct {
 	Env      Env       `json:"env"`
 	Plan     Plan      `json:"plan"`
 	// Baseline names the scenario that ratios are relative to.
-	Baseline  string           `json:"baseline"`
+	Baseline string `json:"baseline"`
+	// Agents are the mesh's node agents whose CPU and memory every repetition accounts (the
+	// Agent* metrics), empty when the run has none.
+	Agents    []Agent          `json:"agents,omitempty"`
 	Scenarios []ScenarioResult `json:"scenarios"`
 }
 
@@ -83,6 +86,27 @@ const (
 	Gbps     Metric = "gbps"     // bulk throughput, Gbit/s over all streams
 	Bytes    Metric = "bytes"    // bulk bytes transferred over all streams
 )
+
+// Metrics of the node agents' resources during a repetition (AgentMeter), summed over the
+// agents of Run.Agents. NodeMetric gives the figure of one node's agent.
+const (
+	// AgentCPU is the CPU time the agents used, in seconds (user + system, from their cgroups).
+	AgentCPU Metric = "agent_cpu_s"
+	// AgentVCPU is AgentCPU divided by the wall time of the repetition: the average number of
+	// CPUs the agents kept busy.
+	AgentVCPU Metric = "agent_vcpu"
+	// AgentVCPUPerKRPS is the agents' CPU per 1000 requests (connections without keep-alive)
+	// per second, AgentCPU × 1000 / Requests: vCPU per 1000 rps. HTTP workloads only.
+	AgentVCPUPerKRPS Metric = "agent_vcpu_per_krps"
+	// AgentVCPUPerGbps is AgentCPU per gigabit transferred: vCPU per Gbit/s. Bulk workloads only.
+	AgentVCPUPerGbps Metric = "agent_vcpu_per_gbps"
+	// AgentRSS is the agents' peak resident memory during the repetition in MiB (VmHWM, reset
+	// when the repetition starts); the sum over the agents of each one's peak.
+	AgentRSS Metric = "agent_peak_rss_mib"
+)
+
+// NodeMetric names the per-node figure of an agent metric, e.g. "agent_vcpu@node-1".
+func NodeMetric(m Metric, node string) Metric { return m + "@" + Metric(node) }
 
 // RatioMetrics are the metrics that get a ratio to the baseline. A latency ratio above 1 and a
 // throughput ratio below 1 are costs of the scenario.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"strconv"
 	"strings"
@@ -32,6 +33,10 @@ type Scenario struct {
 	Name        string
 	Description string
 	Target      Target
+	// Enter makes this scenario's data path the one in force, e.g. enrols the namespace in the
+	// mesh and checks that traffic takes the tunnel. The runner calls it before a measurement
+	// whenever the previous one was another scenario's. nil: nothing to switch.
+	Enter func(ctx context.Context) error
 }
 
 // Runner runs a plan's workloads for scenarios.
@@ -40,6 +45,9 @@ type Runner struct {
 	Fortio string // host path of the fortio binary
 	Bulk   string // host path of the bulk binary
 	Plan   Plan
+	// Meter, when set, measures every repetition (not the warm-ups), e.g. the mesh agents' CPU
+	// and memory (AgentMeter); its metrics join the repetition's sample.
+	Meter Meter
 	// Progress receives one line per repetition (nil: none).
 	Progress func(format string, args ...any)
 	Log      *slog.Logger // nil: discard
@@ -57,51 +65,110 @@ const execSlack = 30 * time.Second
 // bulkTimeout bounds one bulk transfer.
 const bulkTimeout = 2 * time.Minute
 
-// Run measures every workload of the plan for one scenario. A workload that fails gets a
-// Result with Error set and the run goes on; only ctx's end stops it early.
-func (r *Runner) Run(ctx context.Context, sc Scenario) ScenarioResult {
-	out := ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target}
-	for i, w := range r.Plan.Workloads {
-		if ctx.Err() != nil {
-			res := NewResult(w.ID, nil)
-			res.Error = ctx.Err().Error()
-			out.Results = append(out.Results, res)
-			continue
+// Run measures every workload of the plan for every scenario and returns one ScenarioResult per
+// scenario, in the order given.
+//
+// The scenarios are interleaved to limit drift: for each workload and each repetition, every
+// scenario in turn is entered (Scenario.Enter, when the data path changes) and measured. A
+// discarded warm-up precedes every measurement that does not directly follow one of the same
+// workload in the same scenario, so with several scenarios every repetition has its own
+// warm-up on the path just entered, and with one scenario each workload has one warm-up.
+//
+// A failure ends that workload for that scenario: its Result gets Error and keeps the samples
+// measured so far, and the run goes on; only ctx's end stops it early.
+func (r *Runner) Run(ctx context.Context, scenarios ...Scenario) []ScenarioResult {
+	out := make([]ScenarioResult, len(scenarios))
+	for i, sc := range scenarios {
+		out[i] = ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target}
+	}
+	type point struct{ workload, scenario int }
+	last := point{-1, -1} // the previous measurement
+	entered := -1         // the scenario whose data path is in force, -1 if unknown
+	for wi, w := range r.Plan.Workloads {
+		acc := make([]pointResult, len(scenarios))
+		for rep := 1; rep <= r.Plan.Repetitions; rep++ {
+			for si, sc := range scenarios {
+				a := &acc[si]
+				if a.err != "" {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					a.err = err.Error()
+					continue
+				}
+				if last.workload >= 0 {
+					sleep(ctx, time.Duration(r.Plan.Pause))
+				}
+				if entered != si && sc.Enter != nil {
+					if err := sc.Enter(ctx); err != nil {
+						entered = -1
+						r.logger().Warn("entering scenario failed", "scenario", sc.Name, "workload", w.ID, "err", err)
+						a.err = fmt.Sprintf("repetition %d: enter %s: %v", rep, sc.Name, err)
+						continue
+					}
+				}
+				entered = si
+				warm := last != point{wi, si}
+				last = point{wi, si}
+				r.measure(ctx, sc, w, rep, warm, a)
+			}
 		}
-		if i > 0 {
-			sleep(ctx, time.Duration(r.Plan.Pause))
+		for si := range scenarios {
+			out[si].Results = append(out[si].Results, acc[si].result(w.ID))
 		}
-		out.Results = append(out.Results, r.workload(ctx, sc, w))
 	}
 	return out
 }
 
-func (r *Runner) workload(ctx context.Context, sc Scenario, w Workload) Result {
-	log := r.logger().With("scenario", sc.Name, "workload", w.ID)
-	if err := r.warmup(ctx, sc.Target, w); err != nil {
-		log.Warn("warm-up failed", "err", err)
-		res := NewResult(w.ID, nil)
-		res.Error = err.Error()
-		return res
-	}
-	var samples []Sample
-	var notes []string
-	for rep := 1; rep <= r.Plan.Repetitions; rep++ {
-		s, err := r.once(ctx, sc.Target, w, fmt.Sprintf("%s %s %d", sc.Name, w.ID, rep))
-		if err != nil {
-			log.Warn("repetition failed", "rep", rep, "err", err)
-			res := NewResult(w.ID, samples)
-			res.Notes = notes
-			res.Error = fmt.Sprintf("repetition %d: %v", rep, err)
-			return res
-		}
-		samples = append(samples, s)
-		notes = appendNotes(notes, w, s, rep)
-		r.progress("%s %-13s rep %d/%d: %s", sc.Name, w.ID, rep, r.Plan.Repetitions, describe(w, s))
-	}
-	res := NewResult(w.ID, samples)
-	res.Notes = notes
+// pointResult collects the repetitions of one workload in one scenario.
+type pointResult struct {
+	samples []Sample
+	notes   []string
+	err     string // set once a repetition failed: no further repetitions
+}
+
+func (a *pointResult) result(workload string) Result {
+	res := NewResult(workload, a.samples)
+	res.Notes = a.notes
+	res.Error = a.err
 	return res
+}
+
+// measure runs one repetition, after a warm-up when warm is set, and adds it to a.
+func (r *Runner) measure(ctx context.Context, sc Scenario, w Workload, rep int, warm bool, a *pointResult) {
+	log := r.logger().With("scenario", sc.Name, "workload", w.ID, "rep", rep)
+	if warm {
+		if err := r.warmup(ctx, sc.Target, w); err != nil {
+			log.Warn("warm-up failed", "err", err)
+			a.err = fmt.Sprintf("repetition %d: %v", rep, err)
+			return
+		}
+	}
+	var stop func() (Sample, error)
+	var meterErr error
+	if r.Meter != nil {
+		stop, meterErr = r.Meter.Start()
+	}
+	s, err := r.once(ctx, sc.Target, w, fmt.Sprintf("%s %s %d", sc.Name, w.ID, rep))
+	if stop != nil {
+		var m Sample
+		if m, meterErr = stop(); meterErr == nil && err == nil {
+			maps.Copy(s, m)
+			deriveAgentMetrics(w, s)
+		}
+	}
+	if err != nil {
+		log.Warn("repetition failed", "err", err)
+		a.err = fmt.Sprintf("repetition %d: %v", rep, err)
+		return
+	}
+	if meterErr != nil {
+		log.Warn("accounting failed", "err", meterErr)
+		a.notes = append(a.notes, fmt.Sprintf("rep %d: no resource accounting: %v", rep, meterErr))
+	}
+	a.samples = append(a.samples, s)
+	a.notes = appendNotes(a.notes, w, s, rep)
+	r.progress("%s %-13s rep %d/%d: %s", sc.Name, w.ID, rep, r.Plan.Repetitions, describe(w, s))
 }
 
 // warmup runs the workload once and discards the result.
@@ -241,6 +308,13 @@ func describe(w Workload, s Sample) string {
 		fmt.Fprintf(&b, "p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f ms, %.0f %s", s[P50], s[P90], s[P99], s[P999], s[RPS], rateUnit(w))
 	}
 	fmt.Fprintf(&b, ", %.0f errors", s[Errors])
+	if v, ok := s[AgentVCPU]; ok {
+		fmt.Fprintf(&b, "; agents %.3f vCPU", v)
+		if k, ok := s[AgentVCPUPerKRPS]; ok {
+			fmt.Fprintf(&b, " (%.3f per 1000 rps)", k)
+		}
+		fmt.Fprintf(&b, ", peak RSS %.1f MiB", s[AgentRSS])
+	}
 	return b.String()
 }
 

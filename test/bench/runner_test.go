@@ -71,7 +71,7 @@ func TestRunnerRun(t *testing.T) {
 	var lines []string
 	r := &Runner{Exec: fe, Fortio: "/bin/fortio", Bulk: "/bin/bulk", Plan: plan,
 		Progress: func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }}
-	res := r.Run(t.Context(), Scenario{Name: BaselineScenario, Target: testTarget})
+	res := r.Run(t.Context(), Scenario{Name: BaselineScenario, Target: testTarget})[0]
 
 	if len(res.Results) != len(plan.Workloads) {
 		t.Fatalf("%d results for %d workloads", len(res.Results), len(plan.Workloads))
@@ -161,7 +161,7 @@ func TestRunnerFailures(t *testing.T) {
 				fe.fortio = []byte(tt.fortio)
 			}
 			r := &Runner{Exec: fe, Fortio: "/bin/fortio", Bulk: "/bin/bulk", Plan: plan}
-			res := r.Run(t.Context(), Scenario{Name: BaselineScenario, Target: testTarget})
+			res := r.Run(t.Context(), Scenario{Name: BaselineScenario, Target: testTarget})[0]
 			for _, res := range res.Results {
 				want, failed := tt.wantError[res.Workload]
 				switch {
@@ -185,7 +185,7 @@ func TestRunnerCanceled(t *testing.T) {
 	fe := &fakeExec{fortio: readTestdata(t, "fortio-1.75-keepalive.json"), bulk: []byte(bulkReport)}
 	r := &Runner{Exec: fe, Fortio: "/bin/fortio", Bulk: "/bin/bulk", Plan: plan}
 	start := time.Now()
-	res := r.Run(ctx, Scenario{Name: BaselineScenario, Target: testTarget})
+	res := r.Run(ctx, Scenario{Name: BaselineScenario, Target: testTarget})[0]
 	if len(fe.calls) != 0 || time.Since(start) > time.Second {
 		t.Errorf("canceled run executed %d commands in %s", len(fe.calls), time.Since(start))
 	}
@@ -281,5 +281,178 @@ func TestParseBulk(t *testing.T) {
 	}
 	if _, err := ParseBulk([]byte("{\n  \"to\": \"x\"\n}\n")); err == nil {
 		t.Error("report without streams accepted")
+	}
+}
+
+// fakeMeter returns fixed agent figures for every window and counts the windows.
+type fakeMeter struct {
+	started, stopped int
+	startErr         error
+	stopErr          error
+}
+
+func (m *fakeMeter) Start() (func() (Sample, error), error) {
+	if m.startErr != nil {
+		return nil, m.startErr
+	}
+	m.started++
+	return func() (Sample, error) {
+		m.stopped++
+		if m.stopErr != nil {
+			return nil, m.stopErr
+		}
+		return Sample{AgentCPU: 1.5, AgentVCPU: 0.1, AgentRSS: 40, NodeMetric(AgentRSS, "node-1"): 18}, nil
+	}, nil
+}
+
+// TestRunnerInterleaves checks the order of a two-scenario run: per workload and repetition,
+// each scenario is entered (only when the path changes), warmed up and measured.
+func TestRunnerInterleaves(t *testing.T) {
+	plan, err := NewPlan(Full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan.Pause = 0
+	plan.Workloads = plan.Workloads[:2] // http-1000rps, http-3200rps
+	fe := &fakeExec{fortio: readTestdata(t, "fortio-1.75-keepalive.json"), bulk: []byte(bulkReport)}
+	var events []string
+	fe.fail = func(argv []string) error {
+		label := "warm-up"
+		if i := slices.Index(argv, "-labels"); i >= 0 && argv[i+1] != "warmup" {
+			label = argv[i+1]
+		}
+		events = append(events, label)
+		return nil
+	}
+	enter := func(name string) func(context.Context) error {
+		return func(context.Context) error {
+			events = append(events, "enter "+name)
+			return nil
+		}
+	}
+	meter := &fakeMeter{}
+	r := &Runner{Exec: fe, Fortio: "/bin/fortio", Bulk: "/bin/bulk", Plan: plan, Meter: meter}
+	got := r.Run(t.Context(),
+		Scenario{Name: BaselineScenario, Target: testTarget, Enter: enter(BaselineScenario)},
+		Scenario{Name: "weft-l4", Target: testTarget, Enter: enter("weft-l4")})
+
+	var want []string
+	for _, w := range []string{"http-1000rps", "http-3200rps"} {
+		for rep := 1; rep <= 3; rep++ {
+			for _, sc := range []string{BaselineScenario, "weft-l4"} {
+				want = append(want, "enter "+sc, "warm-up", fmt.Sprintf("%s %s %d", sc, w, rep))
+			}
+		}
+	}
+	if !slices.Equal(events, want) {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
+	}
+	if len(got) != 2 || got[0].Name != BaselineScenario || got[1].Name != "weft-l4" {
+		t.Fatalf("scenarios %+v", got)
+	}
+	if meter.started != 12 || meter.stopped != 12 {
+		t.Errorf("meter started %d and stopped %d times, want 12 (repetitions only)", meter.started, meter.stopped)
+	}
+	for _, sc := range got {
+		for _, res := range sc.Results {
+			if res.Error != "" || len(res.Samples) != 3 {
+				t.Errorf("%s/%s: %d samples, error %q", sc.Name, res.Workload, len(res.Samples), res.Error)
+			}
+			// 1.5 CPU-seconds over the recorded result's requests
+			if st := res.Summary[AgentVCPUPerKRPS]; st.N != 3 || !approx(st.Median, 1.5*1000/res.Samples[0][Requests]) {
+				t.Errorf("%s/%s: vCPU per 1000 rps %+v", sc.Name, res.Workload, st)
+			}
+			if st := res.Summary[NodeMetric(AgentRSS, "node-1")]; st.Median != 18 {
+				t.Errorf("%s/%s: node-1 RSS %+v", sc.Name, res.Workload, st)
+			}
+		}
+	}
+}
+
+func TestRunnerEnterAndMeterFailures(t *testing.T) {
+	plan, err := NewPlan(Quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan.Pause = 0
+	tests := []struct {
+		name      string
+		enter     func(workload string) error // of weft-l4, told the workload it is entered for
+		meter     *fakeMeter
+		wantError map[string]string // "scenario/workload" → substring of Result.Error
+		wantNote  string            // in every result's notes
+	}{
+		{
+			name: "weft-l4 cannot be entered for one workload",
+			enter: func(w string) error {
+				if w == "http-max" {
+					return errors.New("no mTLS connection counted")
+				}
+				return nil
+			},
+			meter:     &fakeMeter{},
+			wantError: map[string]string{"weft-l4/http-max": "repetition 1: enter weft-l4: no mTLS connection counted"},
+		},
+		{
+			name:      "weft-l4 never",
+			enter:     func(string) error { return errors.New("agents down") },
+			meter:     &fakeMeter{},
+			wantError: map[string]string{"weft-l4/*": "enter weft-l4: agents down"},
+		},
+		{
+			name:     "meter cannot start",
+			enter:    func(string) error { return nil },
+			meter:    &fakeMeter{startErr: errors.New("agent meter: node-1: cgroup CPU: no such file")},
+			wantNote: "rep 1: no resource accounting: agent meter: node-1",
+		},
+		{
+			name:     "meter cannot stop",
+			enter:    func(string) error { return nil },
+			meter:    &fakeMeter{stopErr: errors.New("went back")},
+			wantNote: "rep 1: no resource accounting: went back",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fe := &fakeExec{fortio: readTestdata(t, "fortio-1.75-keepalive.json"), bulk: []byte(bulkReport)}
+			var current string // the workload about to be measured, from the runner's order
+			wi := 0
+			baseEnter := func(context.Context) error {
+				current = plan.Workloads[wi].ID
+				wi++
+				return nil
+			}
+			r := &Runner{Exec: fe, Fortio: "/bin/fortio", Bulk: "/bin/bulk", Plan: plan, Meter: tt.meter}
+			got := r.Run(t.Context(),
+				Scenario{Name: BaselineScenario, Target: testTarget, Enter: baseEnter},
+				Scenario{Name: "weft-l4", Target: testTarget, Enter: func(context.Context) error { return tt.enter(current) }})
+			for _, sc := range got {
+				if len(sc.Results) != len(plan.Workloads) {
+					t.Fatalf("%s: %d results", sc.Name, len(sc.Results))
+				}
+				for _, res := range sc.Results {
+					want, failed := tt.wantError[sc.Name+"/"+res.Workload]
+					if w, ok := tt.wantError[sc.Name+"/*"]; ok {
+						want, failed = w, true
+					}
+					switch {
+					case failed && !strings.Contains(res.Error, want):
+						t.Errorf("%s/%s: error %q, want %q", sc.Name, res.Workload, res.Error, want)
+					case !failed && res.Error != "":
+						t.Errorf("%s/%s: unexpected error %q", sc.Name, res.Workload, res.Error)
+					case !failed && len(res.Samples) != 1:
+						t.Errorf("%s/%s: %d samples", sc.Name, res.Workload, len(res.Samples))
+					}
+					if tt.wantNote != "" && !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, tt.wantNote) }) {
+						t.Errorf("%s/%s: notes %q lack %q", sc.Name, res.Workload, res.Notes, tt.wantNote)
+					}
+					if tt.wantNote != "" {
+						if _, ok := res.Summary[AgentCPU]; ok {
+							t.Errorf("%s/%s: agent figures without accounting", sc.Name, res.Workload)
+						}
+					}
+				}
+			}
+		})
 	}
 }

@@ -199,9 +199,89 @@ func TestPrivilegedDataPath(t *testing.T) {
 			}
 		}
 	})
+	t.Run("agent SIGKILLed: fail closed; restarted by the kubelet: traffic again", func(t *testing.T) {
+		testAgentKilled(t, ctx, c, gw, crossURL)
+	})
 	t.Run("agent stopped: fail closed; restarted: traffic again", func(t *testing.T) {
 		testAgentRestart(t, ctx, c, gw, crossURL)
 	})
+	t.Run("label removed: pods unenrolled without restart, plaintext again", func(t *testing.T) {
+		testUnenroll(t, ctx, c, gw, cross, crossURL)
+	})
+}
+
+// testAgentKilled kills the agent of gw's node with SIGKILL: until the kubelet restarts it, new
+// connections from gw fail; then they work again.
+func testAgentKilled(t *testing.T, ctx context.Context, c *harness.Cluster, gw corev1.Pod, url string) {
+	pods, err := c.Client.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{LabelSelector: "app=weft-nodeagent", FieldSelector: "spec.nodeName=" + gw.Spec.NodeName})
+	if err != nil || len(pods.Items) != 1 {
+		t.Fatalf("agent of %s: %v (%d pods)", gw.Spec.NodeName, err, len(pods.Items))
+	}
+	agent := pods.Items[0]
+	pid, err := strconv.Atoi(strings.TrimPrefix(agent.Status.ContainerStatuses[0].ContainerID, "weft-harness://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if r := clientFrom(t, ctx, c, gw, url, 3); r.OK != 0 {
+		t.Errorf("with gw's agent killed, %d of 3 new connections got through", r.OK)
+	}
+	err = harness.WaitFor(ctx, 30*time.Second, "traffic through the restarted agent", func(ctx context.Context) (bool, error) {
+		return clientFrom(t, ctx, c, gw, url, 1).OK == 1, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Client.CoreV1().Pods("weft-system").Get(ctx, agent.Name, metav1.GetOptions{})
+	if err != nil || p.Status.ContainerStatuses[0].RestartCount < 1 {
+		t.Errorf("agent pod not restarted in place: %v", err)
+	}
+}
+
+// testUnenroll removes the namespace's ambient label: the agents stop capturing its pods, which
+// keep running (not restarted) and talk directly again: gw's agent handles none of its
+// connections any more.
+func testUnenroll(t *testing.T, ctx context.Context, c *harness.Cluster, gw, dst corev1.Pod, url string) {
+	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, demo.Namespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(ns.Labels, mesh.DataplaneModeLabel)
+	if _, err := c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	applyMeshConfig(t, ctx, c, nil)
+	gwAgent := c.Node(gw.Spec.NodeName)
+	handled := func() float64 {
+		return sumMetric(mesh.MetricLines(agentMetrics(t, ctx, gwAgent), "istio_tcp_connections_opened_total", `reporter="source"`, `source_workload="gw"`))
+	}
+	err = harness.WaitFor(ctx, 5*time.Second, "gw's connections no longer through its agent", func(ctx context.Context) (bool, error) {
+		before := handled()
+		r := clientFrom(t, ctx, c, gw, url, 3)
+		return r.OK == 3 && r.Peers[gw.Status.PodIP] == 3 && handled() == before, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []corev1.Pod{gw, dst} {
+		cur, err := c.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil || cur.UID != p.UID || cur.Status.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("pod %s was restarted or replaced by unenrolling: %v", p.Name, err)
+		}
+	}
+}
+
+// sumMetric adds up the values of Prometheus text lines.
+func sumMetric(lines []string) float64 {
+	var sum float64
+	for _, l := range lines {
+		if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // startPlainPod runs an echo pod in a namespace outside the mesh.
@@ -272,7 +352,7 @@ spec:
 	time.Sleep(500 * time.Millisecond) // the agents poll their config file every 200 ms
 
 	capture := filepath.Join(t.TempDir(), "underlay.pcap")
-	stop := startCapture(t, c, capture)
+	stop := startCapture(t, c, src.Spec.NodeName, capture)
 	out, err := c.Exec(ctx, src.Namespace, src.Name, c.Binary("bulk"), "send",
 		"-to", net.JoinHostPort(sink.Status.PodIP, "5001"), "-bytes", "100M", "-marker", plaintextMarker, "-json")
 	stop()
@@ -285,7 +365,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(segs) < 1000 {
+	if len(segs) < 1500 { // 100 MB in segments of at most 64 KiB (GSO)
 		t.Fatalf("capture has only %d TCP payloads", len(segs))
 	}
 	sawHello := false
@@ -306,10 +386,13 @@ spec:
 	t.Logf("%d TCP payloads on the underlay, all TLS on 15008, no plaintext marker", len(segs))
 }
 
-// startCapture runs tcpdump on the underlay bridge until the returned stop is called.
-func startCapture(t *testing.T, c *harness.Cluster, file string) (stop func()) {
+// startCapture runs tcpdump, until the returned stop is called, on node's port of the underlay
+// bridge: it sees every frame the node sends or receives (a capture on the bridge device itself
+// would see only frames flooded to it).
+func startCapture(t *testing.T, c *harness.Cluster, node, file string) (stop func()) {
 	t.Helper()
-	cmd := exec.Command("tcpdump", "-i", "br0", "-U", "-s", "0", "-c", "60000", "-w", file, "tcp")
+	port := "n" + strings.TrimPrefix(node, "node-") // the underlay end of the node's veth
+	cmd := exec.Command("tcpdump", "-i", port, "-U", "-s", "0", "-c", "200000", "-w", file, "tcp")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := c.Underlay().Do(cmd.Start); err != nil {
@@ -321,6 +404,7 @@ func startCapture(t *testing.T, c *harness.Cluster, file string) (stop func()) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return func() {
+		time.Sleep(100 * time.Millisecond) // let tcpdump write the last packets
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		_ = cmd.Wait()
 	}
@@ -345,7 +429,7 @@ func testAgentRestart(t *testing.T, ctx context.Context, c *harness.Cluster, gw 
 		t.Fatal(err)
 	}
 	capture := filepath.Join(t.TempDir(), "down.pcap")
-	stop := startCapture(t, c, capture)
+	stop := startCapture(t, c, gw.Spec.NodeName, capture)
 	r := clientFrom(t, ctx, c, gw, url, 3)
 	stop()
 	if r.OK != 0 {
@@ -360,6 +444,7 @@ func testAgentRestart(t *testing.T, ctx context.Context, c *harness.Cluster, gw 
 			t.Fatalf("with the agents stopped, traffic crossed to the app port in plaintext")
 		}
 	}
+	t.Logf("with the agents stopped, %d TCP payloads left gw's node, none to the app port", len(segs))
 	for _, n := range c.Nodes {
 		if entries, err := os.ReadDir(n.HostPath("/sys/fs/bpf/weft")); err != nil || len(entries) == 0 {
 			t.Errorf("%s: pins gone while the agent is stopped: %v", n.Name, err)

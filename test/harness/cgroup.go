@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // killCgroup kills every process in the cgroup tree at dir and waits, bounded, until it is empty.
@@ -58,4 +59,14 @@ func removeCgroupTree(dir string) error {
 		return fmt.Errorf("cgroup: remove %s: %w", dir, err)
 	}
 	return nil
+}
+
+// PodCgroupDir returns the cgroup v2 directory a pod's processes run in on its harness node
+// (<Node.CgroupDir>/pod-<uid>), where cpu.stat and cgroup.procs account for them.
+func (c *Cluster) PodCgroupDir(pod *corev1.Pod) (string, error) {
+	n := c.Node(pod.Spec.NodeName)
+	if n == nil {
+		return "", fmt.Errorf("pod %s/%s: node %q is not a harness node", pod.Namespace, pod.Name, pod.Spec.NodeName)
+	}
+	return filepath.Join(n.CgroupDir, "pod-"+string(pod.UID)), nil
 }

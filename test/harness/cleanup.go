@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/weftmesh/weft/test/privileged"
 )
 
@@ -170,6 +172,11 @@ func cleanRun(id string) ([]string, error) {
 		note("bpffs "+pins, os.RemoveAll(pins))
 	}
 	state := filepath.Join(stateRoot, id)
+	if dirs, _ := filepath.Glob(filepath.Join(state, "nodes", "*", "netns")); len(dirs) > 0 {
+		for _, d := range dirs {
+			note("pod namespaces of "+filepath.Base(filepath.Dir(d)), removeNetNSDir(d))
+		}
+	}
 	removeCreatedDirs(state)
 	if _, err := os.Stat(state); err == nil {
 		note("state "+state, os.RemoveAll(state))
@@ -178,6 +185,23 @@ func cleanRun(id string) ([]string, error) {
 		return removed, fmt.Errorf("clean run %s: %w", id, errors.Join(errs...))
 	}
 	return removed, nil
+}
+
+// removeNetNSDir deletes every namespace in a node's netns directory and unmounts the directory
+// (a shared self-bind, see shareDir).
+func removeNetNSDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, deleteNetNSAt(filepath.Join(dir, e.Name())))
+	}
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
+		errs = append(errs, fmt.Errorf("unmount %s: %w", dir, err))
+	}
+	return errors.Join(errs...)
 }
 
 // createdDirsFile lists directories on the host filesystem that pod shims created as mount

@@ -100,7 +100,7 @@ func (n *cniNetwork) add(ctx context.Context, netnsPath, ns, name, uid string) (
 	if err != nil {
 		return nil, err
 	}
-	r, err := cni.AddNetworkList(ctx, list, runtimeConf(netnsPath, ns, name, uid))
+	r, err := cni.AddNetworkList(ctx, list, runtimeConf(n.nodeViewPath(netnsPath), ns, name, uid))
 	if err != nil {
 		return nil, fmt.Errorf("cni: add %s/%s: %w", ns, name, err)
 	}
@@ -122,10 +122,19 @@ func (n *cniNetwork) del(ctx context.Context, netnsPath, ns, name, uid string) e
 	if err != nil {
 		return err
 	}
-	if err := cni.DelNetworkList(ctx, list, runtimeConf(netnsPath, ns, name, uid)); err != nil {
+	if err := cni.DelNetworkList(ctx, list, runtimeConf(n.nodeViewPath(netnsPath), ns, name, uid)); err != nil {
 		return fmt.Errorf("cni: del %s/%s: %w", ns, name, err)
 	}
 	return nil
+}
+
+// nodeViewPath turns the host path of a pod's namespace into the node's view of it
+// (/var/run/netns/<name>), as a kubelet passes it to CNI plugins.
+func (n *cniNetwork) nodeViewPath(hostPath string) string {
+	if filepath.Dir(hostPath) == n.node.netnsDir() {
+		return filepath.Join(HostNetNS, filepath.Base(hostPath))
+	}
+	return hostPath
 }
 
 // nodeExec runs CNI plugins through the pod shim: in the node's network namespace and with the

@@ -12,9 +12,15 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/weftmesh/weft/test/harness/podshim"
 )
+
+// podNetNSName names a pod's network namespace in its node's netns directory.
+func podNetNSName(runID string, uid types.UID) string {
+	return runPrefix(runID) + "-pod-" + string(uid)[:8]
+}
 
 // PodNetNS returns the network namespace a running pod lives in.
 func (c *Cluster) PodNetNS(pod *corev1.Pod) (NetNS, error) {
@@ -25,7 +31,7 @@ func (c *Cluster) PodNetNS(pod *corev1.Pod) (NetNS, error) {
 	if pod.Spec.HostNetwork {
 		return n.NetNS, nil
 	}
-	ns := NetNS{Name: runPrefix(c.RunID) + "-pod-" + string(pod.UID)[:8]}
+	ns := NetNS{Name: podNetNSName(c.RunID, pod.UID), Dir: n.netnsDir()}
 	if _, err := os.Stat(ns.Path()); err != nil {
 		return NetNS{}, fmt.Errorf("pod %s/%s: no sandbox yet: %w", pod.Namespace, pod.Name, err)
 	}

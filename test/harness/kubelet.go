@@ -261,7 +261,7 @@ func (w *podWorker) setup() error {
 	default:
 		if ns.Name == "" {
 			var err error
-			if ns, err = newNetNS(runPrefix(node.cluster.RunID) + "-pod-" + string(pod.UID)[:8]); err != nil {
+			if ns, err = newNetNSIn(node.netnsDir(), podNetNSName(node.cluster.RunID, pod.UID)); err != nil {
 				return err
 			}
 			w.mu.Lock()
@@ -492,7 +492,7 @@ func (w *podWorker) teardown() {
 			w.log.Warn("teardown", "err", err)
 		}
 		cancel()
-		if err := deleteNetNS(ns.Name); err != nil {
+		if err := deleteNetNSAt(ns.Path()); err != nil {
 			w.log.Warn("teardown", "err", err)
 		}
 	}

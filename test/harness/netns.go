@@ -16,78 +16,102 @@ import (
 // netnsDir is where named network namespaces live, as iproute2's `ip netns` keeps them.
 const netnsDir = "/run/netns"
 
-// NetNS is a named network namespace created by the harness.
+// NetNS is a named network namespace created by the harness: a namespace file bind-mounted in
+// Dir (/run/netns for nodes and the underlay; the node's own netns directory for pods, which the
+// node sees as its /var/run/netns).
 type NetNS struct {
 	Name string
+	Dir  string // empty means /run/netns
 }
 
 // Path is the bind-mounted namespace file, the form CNI plugins and setns take.
-func (n NetNS) Path() string { return filepath.Join(netnsDir, n.Name) }
+func (n NetNS) Path() string {
+	if n.Dir == "" {
+		return filepath.Join(netnsDir, n.Name)
+	}
+	return filepath.Join(n.Dir, n.Name)
+}
 
-// newNetNS creates a named network namespace with its loopback device up, without changing the
-// namespace of the calling thread.
-func newNetNS(name string) (NetNS, error) {
-	if err := prepareNetNSDir(); err != nil {
+// newNetNS creates a named network namespace in /run/netns.
+func newNetNS(name string) (NetNS, error) { return newNetNSIn("", name) }
+
+// newNetNSIn creates a named network namespace in dir (a shared mount, see shareDir) with its
+// loopback device up, without changing the namespace of the calling thread.
+func newNetNSIn(dir, name string) (NetNS, error) {
+	ns := NetNS{Name: name, Dir: dir}
+	if err := shareDir(filepath.Dir(ns.Path())); err != nil {
 		return NetNS{}, err
 	}
-	err := onLockedThread(func() (bool, error) {
+	f, err := os.OpenFile(ns.Path(), os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return NetNS{}, fmt.Errorf("netns: create %s: %w", name, err)
+	}
+	f.Close()
+	err = onLockedThread(func() (bool, error) {
 		orig, err := netns.Get()
 		if err != nil {
 			return true, fmt.Errorf("netns: current: %w", err)
 		}
 		defer orig.Close()
-		h, err := netns.NewNamed(name) // also switches the thread into the new namespace
-		if err != nil {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return true, fmt.Errorf("netns: create %s: %w", name, err)
 		}
-		h.Close()
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		mountErr := unix.Mount(self, ns.Path(), "none", unix.MS_BIND, "")
 		upErr := setLinkUp("lo")
 		if err := netns.Set(orig); err != nil {
 			return false, fmt.Errorf("netns: leave %s: %w", name, err)
 		}
+		if mountErr != nil {
+			return true, fmt.Errorf("netns: bind %s: %w", name, mountErr)
+		}
 		return true, upErr
 	})
 	if err != nil {
+		os.Remove(ns.Path())
 		return NetNS{}, err
 	}
-	return NetNS{Name: name}, nil
+	return ns, nil
 }
 
-// prepareNetNSDir makes /run/netns a shared bind mount of itself, as iproute2 does before it
-// creates its first namespace. Without it, a later `ip netns add` by anyone would do so and
-// hide the harness's namespace mounts beneath the new mount, where they can no longer be
-// unmounted.
-func prepareNetNSDir() error {
-	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+// shareDir makes dir a shared bind mount of itself, as iproute2 does with /run/netns before it
+// creates its first namespace. Namespace mounts made in it then propagate to the mount
+// namespaces of pods that mount it (their mounts are slaves of the host's); and, for
+// /run/netns, a later `ip netns add` by anyone no longer hides the harness's mounts beneath a new
+// mount, where they could not be unmounted.
+func shareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("netns: %w", err)
 	}
-	err := unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
 	if err == unix.EINVAL { // not a mount point yet
-		if err := unix.Mount(netnsDir, netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("netns: bind %s: %w", netnsDir, err)
+		if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("netns: bind %s: %w", dir, err)
 		}
-		err = unix.Mount("", netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
 	}
 	if err != nil {
-		return fmt.Errorf("netns: share %s: %w", netnsDir, err)
+		return fmt.Errorf("netns: share %s: %w", dir, err)
 	}
 	return nil
 }
 
-// deleteNetNS unmounts and removes a named namespace. A missing namespace is not an error. A
-// namespace mount hidden by a later mount of /run/netns (EINVAL) is detached lazily.
-func deleteNetNS(name string) error {
-	p := filepath.Join(netnsDir, name)
+// deleteNetNS unmounts and removes a namespace of /run/netns (see deleteNetNSAt).
+func deleteNetNS(name string) error { return deleteNetNSAt(filepath.Join(netnsDir, name)) }
+
+// deleteNetNSAt unmounts and removes the namespace file at path. A missing namespace is not an
+// error. A namespace mount hidden by a later mount of its directory (EINVAL) is detached lazily.
+func deleteNetNSAt(p string) error {
 	err := unix.Unmount(p, unix.MNT_DETACH)
 	switch {
 	case err == nil, err == unix.EINVAL: // EINVAL: not (or no longer visibly) a mount point
 	case errors.Is(err, unix.ENOENT):
 		return nil
 	default:
-		return fmt.Errorf("netns: unmount %s: %w", name, err)
+		return fmt.Errorf("netns: unmount %s: %w", p, err)
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("netns: delete %s: %w", name, err)
+		return fmt.Errorf("netns: delete %s: %w", p, err)
 	}
 	return nil
 }

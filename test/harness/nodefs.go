@@ -20,7 +20,8 @@ const (
 	HostCNIConf   = "/etc/cni/net.d"
 	HostCNIBin    = "/opt/cni/bin"
 	HostWeftRun   = "/var/run/weft"
-	hostRunAlias  = "/run/weft" // /var/run is /run on Debian
+	HostNetNS     = "/var/run/netns" // the node's pods' network namespaces, as named by CNI
+	hostRunAlias  = "/run/weft"      // /var/run is /run on Debian
 	cniConfigName = "10-weft-harness.conflist"
 )
 
@@ -32,6 +33,7 @@ func (n *Node) hostPaths() map[string]string {
 		HostCNIConf: filepath.Join(n.StateDir, "cni", "net.d"),
 		HostCNIBin:  filepath.Join(n.StateDir, "cni", "bin"),
 		HostWeftRun: filepath.Join(n.StateDir, "run-weft"),
+		HostNetNS:   n.netnsDir(),
 	}
 }
 
@@ -39,8 +41,10 @@ func (n *Node) hostPaths() map[string]string {
 // paths are returned unchanged.
 func (n *Node) HostPath(p string) string {
 	p = filepath.Clean(p)
-	if rest, ok := strings.CutPrefix(p, hostRunAlias); ok && (rest == "" || rest[0] == '/') {
-		p = HostWeftRun + rest
+	for alias, host := range map[string]string{hostRunAlias: HostWeftRun, "/run/netns": HostNetNS} {
+		if rest, ok := strings.CutPrefix(p, alias); ok && (rest == "" || rest[0] == '/') {
+			p = host + rest
+		}
 	}
 	for host, local := range n.hostPaths() {
 		if p == host {
@@ -53,14 +57,18 @@ func (n *Node) HostPath(p string) string {
 	return p
 }
 
-// makeHostDirs creates the node's copies of the node-scoped directories.
+// netnsDir holds the network namespaces of the node's pods (the node's /var/run/netns).
+func (n *Node) netnsDir() string { return filepath.Join(n.StateDir, "netns") }
+
+// makeHostDirs creates the node's copies of the node-scoped directories; the netns directory is a
+// shared mount, so a DaemonSet that mounts it sees namespaces created after it started.
 func (n *Node) makeHostDirs() error {
 	for _, d := range n.hostPaths() {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
-	return nil
+	return shareDir(n.netnsDir())
 }
 
 // nodeView is the mount list that gives a process the node's filesystem view.

@@ -67,7 +67,16 @@ func Exec(s Spec) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("podshim: make / a slave mount: %w", err)
 	}
-	// Open every source before mounting anything: a mount may hide the path of a later source.
+	// Open the network namespace and every source before mounting anything: a mount may hide
+	// a path named later.
+	netnsFD := -1
+	if s.NetNSPath != "" {
+		fd, err := unix.Open(s.NetNSPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("podshim: open netns: %w", err)
+		}
+		netnsFD = fd
+	}
 	sources := make([]*os.File, len(s.Mounts))
 	for i, m := range s.Mounts {
 		f, err := os.OpenFile(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -87,15 +96,11 @@ func Exec(s Spec) error {
 			return fmt.Errorf("podshim: hostname: %w", err)
 		}
 	}
-	if s.NetNSPath != "" {
-		fd, err := unix.Open(s.NetNSPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("podshim: open netns: %w", err)
-		}
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+	if netnsFD >= 0 {
+		if err := unix.Setns(netnsFD, unix.CLONE_NEWNET); err != nil {
 			return fmt.Errorf("podshim: enter netns %s: %w", s.NetNSPath, err)
 		}
-		unix.Close(fd)
+		unix.Close(netnsFD)
 	}
 	if s.Dir != "" {
 		if err := os.Chdir(s.Dir); err != nil {

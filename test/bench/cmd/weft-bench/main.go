@@ -6,14 +6,18 @@
 //	weft-bench [-quick] [-out DIR] [-timeout D] [-tune-client=false]
 //
 // It starts the cluster (printing the harness's progress lines), deploys the benchmark pods
-// (client on node-1; echo server and bulk receiver on node-2), runs every workload of the plan
-// for every scenario, and writes DIR/bench-<UTC time>.json (the bench.Run) and
-// DIR/bench-<UTC time>.md (the Markdown table, also printed on stdout). The only scenario so far
-// is no-mesh, plain pod→pod across the nodes; Weft scenarios become further rows.
+// (client on node-1; echo server and bulk receiver on node-2), installs Weft's node agents, runs
+// every workload of the plan for two scenarios, and writes DIR/bench-<UTC time>.json (the
+// bench.Run) and DIR/bench-<UTC time>.md (the Markdown tables, also printed on stdout). The
+// scenarios are no-mesh (plain pod→pod across the nodes, namespace not enrolled) and weft-l4 (the
+// namespace enrolled: eBPF capture, HBONE mTLS between the node agents). They are interleaved:
+// for every workload and repetition, no-mesh then weft-l4, switching by the namespace label and
+// the agents' configuration and checking the path after each switch. Every repetition also
+// records the agents' CPU time and peak memory, from their cgroups and /proc.
 //
 // -quick runs each HTTP load point once for 5 s after a 1 s warm-up, with smaller bulk
 // transfers: the whole run, cluster included, takes under 3 minutes. The default full mode runs
-// each load point 3 times for 15 s after a 5 s warm-up.
+// each load point 3 times for 15 s, each after a 5 s warm-up on the path just switched to.
 //
 // Needs root (network namespaces, cgroups). The exit status is 1 when the cluster cannot start
 // or any workload failed (the files are written anyway), 2 on a usage error.
@@ -37,6 +41,17 @@ import (
 
 	"github.com/weftmesh/weft/test/bench"
 	"github.com/weftmesh/weft/test/harness"
+	"github.com/weftmesh/weft/test/mesh"
+)
+
+// WeftL4Scenario is the name of the scenario with Weft's L4 data path (node agents, HBONE mTLS).
+const WeftL4Scenario = "weft-l4"
+
+const (
+	// meshSettle is the wait after writing the agents' configuration: they poll it every 200 ms.
+	meshSettle = 500 * time.Millisecond
+	// meshSwitchTimeout bounds the check that a switch took effect.
+	meshSwitchTimeout = 15 * time.Second
 )
 
 type config struct {
@@ -153,16 +168,38 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 			return err
 		}
 	}
-	runner := &bench.Runner{Exec: c, Fortio: fortio, Bulk: bulk, Plan: plan, Progress: progress.Step, Log: logger}
-	scenarios := []bench.Scenario{{
-		Name:        bench.BaselineScenario,
-		Description: "plain pod→pod across the two nodes: pod veth, node bridge, node eth0, underlay bridge and back; no mesh",
-		Target:      target,
-	}}
-	for _, sc := range scenarios {
-		progress.Step("scenario %s", sc.Name)
-		r.Scenarios = append(r.Scenarios, runner.Run(ctx, sc))
+	progress.Step("installing Weft's node agents; namespace %s not enrolled yet", target.Namespace)
+	// The configuration first: the agents read it when they start.
+	if err := mesh.Apply(ctx, c, nil); err != nil {
+		return fmt.Errorf("mesh configuration: %w", err)
 	}
+	if err := mesh.InstallNodeAgent(ctx, c); err != nil {
+		return fmt.Errorf("install node agents: %w", err)
+	}
+	agents, err := bench.NodeAgents(ctx, c)
+	if err != nil {
+		return err
+	}
+	r.Agents = agents
+	sw := &bench.MeshSwitch{Cluster: c, Target: target, Fortio: fortio, Settle: meshSettle, Timeout: meshSwitchTimeout}
+	scenarios := []bench.Scenario{{
+		Name: bench.BaselineScenario,
+		Description: "plain pod→pod across the two nodes: pod veth, node bridge, node eth0, underlay bridge and back; " +
+			"Weft's node agents run, namespace not enrolled (no capture)",
+		Target: target,
+		Enter:  sw.Unenroll,
+	}, {
+		Name: WeftL4Scenario,
+		Description: "Weft L4: namespace labelled istio.io/dataplane-mode=ambient; eBPF redirects the client's connect() to node-1's agent, " +
+			"which carries the connection as an HBONE stream (HTTP/2 CONNECT in mutual TLS 1.3) to node-2's agent on :15008 in the server pod, " +
+			"which connects to the app with the client's address; PeerAuthentication PERMISSIVE",
+		Target: target,
+		Enter:  sw.Enroll,
+	}}
+	progress.Step("scenarios %s and %s, interleaved per repetition; agents' CPU and memory from their cgroups", scenarios[0].Name, scenarios[1].Name)
+	runner := &bench.Runner{Exec: c, Fortio: fortio, Bulk: bulk, Plan: plan, Meter: &bench.AgentMeter{Agents: agents},
+		Progress: progress.Step, Log: logger}
+	r.Scenarios = runner.Run(ctx, scenarios...)
 	r.Finished = time.Now().UTC()
 	r.Env.FortioVersion = runner.FortioVersion()
 	if r.Env.FortioVersion == "" {

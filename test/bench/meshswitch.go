@@ -1,0 +1,178 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/weftmesh/weft/test/harness"
+	"github.com/weftmesh/weft/test/mesh"
+)
+
+// MeshSwitch moves the benchmark's namespace in and out of Weft's data path between load points,
+// the way a user would: the namespace label istio.io/dataplane-mode=ambient, then the agents'
+// configuration derived from the cluster (mesh.Apply). The pods keep running; unenrolled, their
+// traffic is plain again. After each switch it checks with a request from the client pod and the
+// server node agent's metrics that the path is the one asked for.
+type MeshSwitch struct {
+	Cluster *harness.Cluster
+	Target  Target
+	Fortio  string // host path of fortio, for the check request
+	// Settle is the wait after writing the configuration before the first check (the agents
+	// poll their file every 200 ms).
+	Settle time.Duration
+	// Timeout bounds the checks of one switch.
+	Timeout time.Duration
+}
+
+// Tunnel metrics of the node agents (package nodeagent/admin).
+const (
+	connsOpenedMetric = "istio_tcp_connections_opened_total"
+	mutualTLS         = `connection_security_policy="mutual_tls"`
+)
+
+// Enroll labels the namespace ambient, applies the configuration and waits until a new
+// connection from the client pod to the server arrives at the server node's agent over mTLS.
+func (m *MeshSwitch) Enroll(ctx context.Context) error {
+	if err := mesh.EnrollNamespace(ctx, m.Cluster, m.Target.Namespace); err != nil {
+		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
+	}
+	if err := m.apply(ctx); err != nil {
+		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
+	}
+	if err := m.check(ctx, true); err != nil {
+		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
+	}
+	return nil
+}
+
+// Unenroll removes the namespace's label, applies the configuration and waits until a new
+// connection from the client pod reaches the server without passing the server node's agent.
+func (m *MeshSwitch) Unenroll(ctx context.Context) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		nss := m.Cluster.Client.CoreV1().Namespaces()
+		ns, err := nss.Get(ctx, m.Target.Namespace, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if _, ok := ns.Labels[mesh.DataplaneModeLabel]; !ok {
+			return nil
+		}
+		delete(ns.Labels, mesh.DataplaneModeLabel)
+		_, err = nss.Update(ctx, ns, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
+	}
+	if err := m.apply(ctx); err != nil {
+		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
+	}
+	if err := m.check(ctx, false); err != nil {
+		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
+	}
+	return nil
+}
+
+func (m *MeshSwitch) apply(ctx context.Context) error {
+	if err := mesh.Apply(ctx, m.Cluster, nil); err != nil {
+		return fmt.Errorf("apply mesh configuration: %w", err)
+	}
+	sleep(ctx, m.Settle)
+	return ctx.Err()
+}
+
+// check sends requests from the client pod until one is counted as an mTLS connection by the
+// server node's agent (tunnel) or one is not counted at all (!tunnel).
+func (m *MeshSwitch) check(ctx context.Context, tunnel bool) error {
+	node := m.Cluster.Node(m.Target.ServerNode)
+	if node == nil {
+		return fmt.Errorf("check: no node %q", m.Target.ServerNode)
+	}
+	want := "no connection counted by the server node's agent"
+	if tunnel {
+		want = "an mTLS connection counted by the server node's agent"
+	}
+	return harness.WaitFor(ctx, m.Timeout, want, func(ctx context.Context) (bool, error) {
+		before, err := mesh.AgentMetrics(ctx, node)
+		if err != nil {
+			return false, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := m.Cluster.Exec(cctx, m.Target.Namespace, m.Target.ClientPod, m.Fortio, "curl", "-loglevel", "Warning", m.Target.HTTPURL); err != nil {
+			return false, err
+		}
+		after, err := mesh.AgentMetrics(ctx, node)
+		if err != nil {
+			return false, err
+		}
+		opened, mtls := DestinationConns(before, after, m.Target.Namespace)
+		if tunnel {
+			return opened > 0 && mtls == opened, nil
+		}
+		return opened == 0, nil
+	})
+}
+
+// DestinationConns compares two scrapes of a node agent's metrics: how many connections to
+// workloads of namespace ns the agent accepted as their destination between them, and how many
+// of those came over mTLS.
+func DestinationConns(before, after, ns string) (opened, mtls float64) {
+	parts := []string{`reporter="destination"`, `destination_workload_namespace="` + ns + `"`}
+	opened = CounterSum(after, connsOpenedMetric, parts...) - CounterSum(before, connsOpenedMetric, parts...)
+	parts = append(parts, mutualTLS)
+	mtls = CounterSum(after, connsOpenedMetric, parts...) - CounterSum(before, connsOpenedMetric, parts...)
+	return opened, mtls
+}
+
+// CounterSum adds up the values of a Prometheus text exposition's series of metric whose lines
+// contain every part (mesh.MetricLines).
+func CounterSum(text, metric string, parts ...string) float64 {
+	var sum float64
+	for _, line := range mesh.MetricLines(text, metric, parts...) {
+		i := strings.LastIndexByte(line, '}')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(line[i+1:])
+		if len(f) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// NodeAgents returns Weft's node agent pods (DaemonSet weft-system/weft-nodeagent) with their
+// cgroups, ordered by node.
+func NodeAgents(ctx context.Context, c *harness.Cluster) ([]Agent, error) {
+	pods, err := c.Client.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{LabelSelector: "app=weft-nodeagent"})
+	if err != nil {
+		return nil, fmt.Errorf("node agents: %w", err)
+	}
+	var agents []Agent
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || !mesh.PodReady(p) {
+			continue
+		}
+		dir, err := c.PodCgroupDir(&p)
+		if err != nil {
+			return nil, fmt.Errorf("node agents: %w", err)
+		}
+		agents = append(agents, Agent{Node: p.Spec.NodeName, Pod: p.Namespace + "/" + p.Name, Cgroup: dir})
+	}
+	if len(agents) != len(c.Nodes) {
+		return nil, fmt.Errorf("node agents: %d ready for %d nodes", len(agents), len(c.Nodes))
+	}
+	slices.SortFunc(agents, func(a, b Agent) int { return strings.Compare(a.Node, b.Node) })
+	return agents, nil
+}
