@@ -79,3 +79,7 @@ func (n *Node) nodeView() []podshim.Mount {
 	}
 	return ms
 }
+
+// WriteFile writes a file of the node's filesystem (a node-scoped path is the node's copy),
+// atomically: a process watching it never reads half of it.
+func (n *Node) WriteFile(p string, data []byte) error { return writeAtomic(n.HostPath(p), data) }

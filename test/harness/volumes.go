@@ -230,19 +230,23 @@ func formatMap(m map[string]string) string {
 // writeFiles writes files into dir, each atomically, so a running container never sees half a file.
 func writeFiles(dir string, files map[string][]byte) error {
 	for name, data := range files {
-		p := filepath.Join(dir, filepath.Clean("/"+name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, p); err != nil {
+		if err := writeAtomic(filepath.Join(dir, filepath.Clean("/"+name)), data); err != nil {
 			return err
 		}
 	}
 	return os.MkdirAll(dir, 0o755)
+}
+
+// writeAtomic writes p (creating its directory) through a temporary file and a rename.
+func writeAtomic(p string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
 }
 
 // containerMounts turns volumeMounts into bind mounts, adding the pod's /etc/resolv.conf and

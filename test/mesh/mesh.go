@@ -160,15 +160,7 @@ func WriteConfig(c *harness.Cluster, cfg *Config) error {
 		return err
 	}
 	for _, n := range c.Nodes {
-		p := n.HostPath("/var/run/weft/config.yaml")
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, p); err != nil {
+		if err := n.WriteFile("/var/run/weft/config.yaml", b); err != nil {
 			return err
 		}
 	}
