@@ -50,6 +50,19 @@ func MarkDetached(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "detached"), nil, 0o644)
 }
 
+// isRunID reports whether s has the form of a run ID: six lowercase hex digits.
+func isRunID(s string) bool {
+	if len(s) != 6 {
+		return false
+	}
+	for _, r := range s {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // runPrefix is the prefix of every name a run creates.
 func runPrefix(runID string) string { return "weft-" + runID }
 
@@ -99,11 +112,14 @@ func knownRuns() ([]string, error) {
 			return ""
 		}
 		id, _, _ := strings.Cut(rest, "-")
+		if !isRunID(id) {
+			return "" // another test's name, e.g. weft-test-…
+		}
 		return id
 	}
 	add(stateRoot, func(name string) string {
-		if strings.HasPrefix(name, ".") {
-			return "" // a run being created
+		if !isRunID(name) {
+			return "" // a run being created (".id"), or a log file
 		}
 		return name
 	})

@@ -217,3 +217,13 @@ func TestAddressPlan(t *testing.T) {
 		}
 	}
 }
+
+func TestIsRunID(t *testing.T) {
+	for id, want := range map[string]bool{
+		newRunID(): true, "0a1b2c": true, "test": false, "0A1B2C": false, ".0a1b2": false, "0a1b2c3": false, "g00000": false,
+	} {
+		if got := isRunID(id); got != want {
+			t.Errorf("isRunID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}
