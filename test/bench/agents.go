@@ -34,9 +34,10 @@ type Agent struct {
 // peak resident set, of the processes in that cgroup, reset at the start of the window by
 // writing 5 to /proc/<pid>/clear_refs, so that it is the peak of the window.
 //
-// Work the kernel does for the mesh in other contexts is not included: eBPF programs run in
-// the application's connect() and socket calls, and TCP receive processing runs in softirq
-// context, both accounted to whichever process or interrupt was on the CPU.
+// The kernel work of the agents' own system calls is included; work the kernel does for the mesh
+// in other tasks' context is not: eBPF programs run in the application's connect(), and softirq
+// processing (TCP receive) is charged to whichever task it interrupted, or to no cgroup when the
+// kernel accounts IRQ time separately (CONFIG_IRQ_TIME_ACCOUNTING).
 type AgentMeter struct {
 	Agents []Agent
 	// Proc is the proc filesystem ("" is /proc); tests point it at a fixture.

@@ -2,14 +2,19 @@
 // (package test/harness): the same pods, the same cross-node path, with and without a mesh.
 //
 // A run (type Run) executes a list of workloads (HTTP/1.1 at fixed and maximum rates with fortio,
-// one request per connection, bulk TCP with the bulk test app) once per scenario. The first
+// one request per connection, bulk TCP with the bulk test app) for every scenario. The first
 // scenario is the baseline, "no-mesh": plain pod→pod across the two nodes. Every later scenario
-// (Weft L4, Weft L7, peer meshes) is another row per workload, and every row carries the ratio of
-// its figures to the baseline row of the same run, so that runs on different machines compare by
-// ratio rather than by absolute numbers.
+// (Weft L4 today; Weft L7 and peer meshes later) is another row per workload, and every row
+// carries the ratio of its figures to the baseline row of the same run, so that runs on
+// different machines compare by ratio rather than by absolute numbers.
 //
-// Each workload is repeated (Plan.Repetitions) after a warm-up; the reported figure is the median
-// of the repetitions with their minimum and maximum as the spread. Results are written as JSON
-// (the Run itself) and as a Markdown table (WriteMarkdown). The command test/bench/cmd/weft-bench
-// drives a run against a fresh harness cluster (make bench).
+// The scenarios are interleaved to limit drift (Runner.Run): for each workload and repetition,
+// each scenario in turn is entered (Scenario.Enter; MeshSwitch enrols or unenrols the namespace
+// and checks the path) and measured after a warm-up. Each workload is repeated
+// (Plan.Repetitions); the reported figure is the median of the repetitions with their minimum and
+// maximum as the spread. An AgentMeter records, for every repetition, the CPU time and peak
+// memory of the mesh's node agents from their cgroups and /proc (the Agent* metrics).
+//
+// Results are written as JSON (the Run itself) and as Markdown tables (WriteMarkdown). The
+// command test/bench/cmd/weft-bench drives a run against a fresh harness cluster (make bench).
 package bench

@@ -290,7 +290,7 @@ func writeAgentTable(b *strings.Builder, r *Run) {
 		"(CPU: usage_usec of the pod's cgroup; memory: VmHWM of its processes, reset when the repetition starts). " +
 		"vCPU is CPU time ÷ wall time of the repetition; per 1000 rps is CPU-seconds per 1000 requests (or connections), " +
 		"per Gbit/s CPU-seconds per gigabit; peak RSS adds up each agent's peak. " +
-		"Kernel work done for the mesh in the applications' system calls and in softirq context is not included.\n\n")
+		"Kernel work for the mesh that the kernel charges to other tasks (the applications' system calls, softirq work done while they run) is not included.\n\n")
 	fmt.Fprintf(b, "| workload | scenario | throughput | agents' vCPU | vCPU %s | vCPU per 1000 rps | vCPU per Gbit/s | peak RSS MiB | peak RSS MiB %s |\n", perNode, perNode)
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, wl := range r.Plan.Workloads {

@@ -9,8 +9,13 @@ import (
 // SchemaVersion is the version of the JSON layout of Run; bump it on incompatible changes.
 const SchemaVersion = 1
 
-// BaselineScenario is the name of the scenario every other scenario is compared with.
-const BaselineScenario = "no-mesh"
+// Scenario names.
+const (
+	// BaselineScenario is the name of the scenario every other scenario is compared with.
+	BaselineScenario = "no-mesh"
+	// WeftL4Scenario is Weft's L4 data path: eBPF capture, HBONE mTLS between the node agents.
+	WeftL4Scenario = "weft-l4"
+)
 
 // Run is everything one benchmark run measured. It is written as bench-<ID>.json.
 type Run struct {

@@ -125,7 +125,18 @@ func TestRunJSONRoundTrip(t *testing.T) {
 	if got.Summary[P99] != want.Summary[P99] || got.Ratios[P99] != want.Ratios[P99] {
 		t.Errorf("round trip: %+v, want %+v", got, want)
 	}
-	for _, key := range []string{`"p99.9_ms"`, `"ratios"`, `"duration":"15s"`, `"fortioVersion":"1.75.3"`} {
+	if len(back.Agents) != 2 || back.Agents[1] != r.Agents[1] {
+		t.Errorf("agents: %+v", back.Agents)
+	}
+	gotA := back.Scenario("weft-l4").Result("http-1000rps").Summary
+	wantA := r.Scenario("weft-l4").Result("http-1000rps").Summary
+	for _, m := range []Metric{AgentVCPU, AgentVCPUPerKRPS, AgentRSS, NodeMetric(AgentVCPU, "node-2")} {
+		if gotA[m] != wantA[m] || gotA[m].N == 0 {
+			t.Errorf("%s: %+v, want %+v", m, gotA[m], wantA[m])
+		}
+	}
+	for _, key := range []string{`"p99.9_ms"`, `"ratios"`, `"duration":"15s"`, `"fortioVersion":"1.75.3"`,
+		`"agents":[{"node":"node-1"`, `"agent_vcpu_per_krps"`, `"agent_peak_rss_mib@node-1"`, `"agent_vcpu_per_gbps"`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON lacks %s", key)
 		}

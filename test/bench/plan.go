@@ -109,3 +109,20 @@ func (p Plan) HTTPTime() time.Duration {
 	}
 	return d
 }
+
+// LoadTime returns how long the HTTP workloads of a run of n interleaved scenarios load the
+// network (Runner.Run): with one scenario HTTPTime; with more, every repetition of every
+// scenario has its own warm-up and pause. Switching between scenarios and bulk transfers are
+// not included.
+func (p Plan) LoadTime(n int) time.Duration {
+	if n <= 1 {
+		return p.HTTPTime()
+	}
+	var d time.Duration
+	for _, w := range p.Workloads {
+		if w.Kind == HTTP {
+			d += time.Duration(n*p.Repetitions) * (time.Duration(p.Warmup) + time.Duration(p.Duration) + time.Duration(p.Pause))
+		}
+	}
+	return d
+}

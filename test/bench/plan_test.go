@@ -62,6 +62,31 @@ func TestNewPlan(t *testing.T) {
 	}
 }
 
+func TestPlanLoadTime(t *testing.T) {
+	tests := []struct {
+		mode      Mode
+		scenarios int
+		want      time.Duration
+	}{
+		// 4 HTTP workloads × (1 s warm-up + 5 s + 1 s pause)
+		{Quick, 1, 28 * time.Second},
+		{Quick, 2, 56 * time.Second},
+		// one scenario: one 5 s warm-up per workload, 3 × 15 s, 1 s pause
+		{Full, 1, 4 * 51 * time.Second},
+		// interleaved: 2 scenarios × 3 repetitions × (5 s + 15 s + 1 s)
+		{Full, 2, 4 * 6 * 21 * time.Second},
+	}
+	for _, tt := range tests {
+		p, err := NewPlan(tt.mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.LoadTime(tt.scenarios); got != tt.want {
+			t.Errorf("%s, %d scenarios: %s, want %s", tt.mode, tt.scenarios, got, tt.want)
+		}
+	}
+}
+
 func TestParseCPUInfo(t *testing.T) {
 	tests := []struct {
 		name  string

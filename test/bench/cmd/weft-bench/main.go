@@ -44,9 +44,6 @@ import (
 	"github.com/weftmesh/weft/test/mesh"
 )
 
-// WeftL4Scenario is the name of the scenario with Weft's L4 data path (node agents, HBONE mTLS).
-const WeftL4Scenario = "weft-l4"
-
 const (
 	// meshSettle is the wait after writing the agents' configuration: they poll it every 200 ms.
 	meshSettle = 500 * time.Millisecond
@@ -118,7 +115,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	}
 	started := time.Now().UTC()
 	progress := harness.NewProgress(stdout)
-	progress.Step("weft-bench %s mode: %d workloads, HTTP load ≈ %s per scenario", cfg.mode, len(plan.Workloads), plan.HTTPTime())
+	progress.Step("weft-bench %s mode: %d workloads, 2 scenarios interleaved, HTTP load ≈ %s", cfg.mode, len(plan.Workloads), plan.LoadTime(2))
 	r := &bench.Run{
 		Schema:   bench.SchemaVersion,
 		ID:       started.Format("20060102-150405"),
@@ -189,7 +186,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 		Target: target,
 		Enter:  sw.Unenroll,
 	}, {
-		Name: WeftL4Scenario,
+		Name: bench.WeftL4Scenario,
 		Description: "Weft L4: namespace labelled istio.io/dataplane-mode=ambient; eBPF redirects the client's connect() to node-1's agent, " +
 			"which carries the connection as an HBONE stream (HTTP/2 CONNECT in mutual TLS 1.3) to node-2's agent on :15008 in the server pod, " +
 			"which connects to the app with the client's address; PeerAuthentication PERMISSIVE",
