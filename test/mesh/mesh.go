@@ -8,6 +8,7 @@ package mesh
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/weftmesh/weft/nodeagent/identity"
+	"github.com/weftmesh/weft/nodeagent/state"
 	"github.com/weftmesh/weft/test/controlplane"
 	"github.com/weftmesh/weft/test/harness"
 )
@@ -78,6 +80,18 @@ func BuildConfig(ctx context.Context, c *harness.Cluster, modes map[string]strin
 		}
 		if enrolled {
 			w["tunnelProtocol"] = "HBONE"
+		}
+		for key, annotation := range map[string]string{
+			"excludeInboundPorts":  state.AnnotationExcludeInboundPorts,
+			"excludeOutboundPorts": state.AnnotationExcludeOutboundPorts,
+		} {
+			if v, ok := p.Annotations[annotation]; ok {
+				ports, err := state.ParsePorts(v)
+				if err != nil {
+					return nil, fmt.Errorf("pod %s/%s: annotation %s: %w", p.Namespace, p.Name, annotation, err)
+				}
+				w[key] = ports
+			}
 		}
 		if PodReady(p) {
 			w["status"] = "HEALTHY"
