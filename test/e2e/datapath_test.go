@@ -384,6 +384,23 @@ spec:
 		t.Error("no TLS handshake seen on port 15008")
 	}
 	t.Logf("%d TCP payloads on the underlay, all TLS on 15008, no plaintext marker", len(segs))
+
+	// Deleting the pod unenrolls it (the CNI plugin's DEL reaches the agent).
+	if err := c.Client.CoreV1().Pods(demo.Namespace).Delete(ctx, "sink", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	agents, err := c.Client.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{LabelSelector: "app=weft-nodeagent", FieldSelector: "spec.nodeName=" + dstNode})
+	if err != nil || len(agents.Items) != 1 {
+		t.Fatalf("agent of %s: %v", dstNode, err)
+	}
+	want := `"msg":"unenrolled","uid":"` + string(sink.UID) + `"`
+	err = harness.WaitFor(ctx, 30*time.Second, "sink unenrolled after deletion", func(ctx context.Context) (bool, error) {
+		log, err := c.ContainerLog(ctx, "weft-system", agents.Items[0].Name, "nodeagent")
+		return err == nil && strings.Contains(string(log), want), err
+	})
+	if err != nil {
+		t.Error(err)
+	}
 }
 
 // startCapture runs tcpdump, until the returned stop is called, on node's port of the underlay
