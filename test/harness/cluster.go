@@ -50,10 +50,8 @@ type Cluster struct {
 	opts           Options
 	log            *slog.Logger
 	progress       *Progress
-	root           string
 	binDir         string
 	shim           string
-	tools          controlplane.Binaries
 	images         Images
 	cgroupDir      string
 	bpffs          string
@@ -102,7 +100,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	c.progress.Step("starting control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)")
 	cp, err := controlplane.Start(ctx, controlplane.Config{
-		Binaries:    c.tools,
+		Binaries:    c.Tools,
 		Dir:         filepath.Join(c.Dir, "controlplane"),
 		ServiceCIDR: serviceCIDR.String(),
 		ClusterCIDR: clusterCIDR.String(),
@@ -150,7 +148,7 @@ func (c *Cluster) prepareHost(ctx context.Context) error {
 			return fmt.Errorf("harness: %w", err)
 		}
 	}
-	c.root, c.binDir = root, filepath.Join(root, "bin")
+	c.binDir = filepath.Join(root, "bin")
 	c.shim = filepath.Join(c.binDir, "weft-podshim")
 	c.progress.Step("building test binaries into %s", c.binDir)
 	if err := buildRepoBinaries(ctx, root, c.binDir); err != nil {
@@ -164,7 +162,7 @@ func (c *Cluster) prepareHost(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("harness: %w", err)
 	}
-	c.tools, c.Tools = tools, tools
+	c.Tools = tools
 	c.images = defaultImages(c.binDir, tools.CoreDNS, tools.Fortio)
 	for k, v := range c.opts.Images {
 		c.images[k] = v

@@ -336,7 +336,7 @@ func (n *Node) startKubeProxy() error {
 		NetNSPath: n.NetNS.Path(),
 		Hostname:  n.Name,
 		Argv: []string{
-			n.cluster.tools.KubeProxy,
+			n.cluster.Tools.KubeProxy,
 			"--kubeconfig=" + kubeconfig,
 			"--hostname-override=" + n.Name,
 			"--proxy-mode=iptables",
