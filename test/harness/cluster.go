@@ -45,7 +45,7 @@ type Cluster struct {
 	Nodes        []*Node
 	// Kubeconfig is the admin kubeconfig on the host (server on 127.0.0.1).
 	Kubeconfig string
-	Tools      controlplane.Binaries
+	Tools      controlplane.Binaries // paths of the control-plane binaries, CoreDNS and fortio
 
 	opts           Options
 	log            *slog.Logger
