@@ -271,7 +271,11 @@ func (a *Agent) enrollLocked(w *state.Workload, path string) error {
 	if err != nil {
 		return err
 	}
-	pod, err := a.proxy.OpenPod(ctx, w.UID, path, cookie, a.dp.AgentListenConfig())
+	ipv6 := false
+	for _, addr := range w.Addresses {
+		ipv6 = ipv6 || addr.Is6()
+	}
+	pod, err := a.proxy.OpenPod(ctx, w.UID, path, cookie, a.dp.AgentListenConfig(), ipv6)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	"github.com/weftmesh/weft/nodeagent/admin"
 	"github.com/weftmesh/weft/nodeagent/hbone"
 	"github.com/weftmesh/weft/nodeagent/podnet"
@@ -67,10 +65,10 @@ func (p *Proxy) inboundHBONE(ctx context.Context, pod *Pod, in *hbone.Inbound) (
 	return up, http.StatusOK, nil
 }
 
-// deliverLocal hands a same-node connection to the destination pod's app with the checks of the
-// HBONE path: the source identity is known (it is one of this agent's workloads).
-func (p *Proxy) deliverLocal(ctx context.Context, dstPod *Pod, dst *state.Workload, srcID spiffeid.ID, srcAddr netip.AddrPort, port uint16, c net.Conn, conn Conn) {
-	up, err := p.dialApp(ctx, dstPod, srcAddr, netip.AddrPortFrom(firstAddr(dst), port))
+// deliverLocal hands a same-node connection to the destination pod's app (at target), with the
+// source identity known as on the HBONE path: it is one of this agent's workloads.
+func (p *Proxy) deliverLocal(ctx context.Context, dstPod *Pod, target, srcAddr netip.AddrPort, c net.Conn, conn Conn) {
+	up, err := p.dialApp(ctx, dstPod, srcAddr, target)
 	if err != nil {
 		p.failed(conn, admin.FlagConnectFailure)
 		return

@@ -29,8 +29,9 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 		log.Warn("source workload unknown", "dst", orig)
 		return
 	}
-	srcAddr := netip.AddrPortFrom(firstAddr(src), addrOf(c.RemoteAddr()).Port())
 	dst, port, svc := resolve(snap, orig)
+	family := orig.Addr().Unmap()
+	srcAddr := netip.AddrPortFrom(addrLike(src, family), addrOf(c.RemoteAddr()).Port())
 	if dst == nil || !dst.Enrolled() {
 		p.passthrough(ctx, pod, src, dst, svc, orig, c)
 		return
@@ -39,15 +40,15 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 	if dst.Node == p.d.Node {
 		if dstPod := p.pod(dst.UID); dstPod != nil {
 			// Same node: no TLS round trip, the same identity and policy checks as over HBONE.
-			p.deliverLocal(ctx, dstPod, dst, src.Identity(), srcAddr, port, c, conn)
+			p.deliverLocal(ctx, dstPod, netip.AddrPortFrom(addrLike(dst, family), port), srcAddr, c, conn)
 			return
 		}
 	}
-	target := netip.AddrPortFrom(firstAddr(dst), port)
+	target := netip.AddrPortFrom(addrLike(dst, family), port)
 	req := hbone.Request{
 		Source:       src.Identity(),
 		Destination:  []spiffeid.ID{dst.Identity()},
-		Addr:         netip.AddrPortFrom(firstAddr(dst), HBONEPort),
+		Addr:         netip.AddrPortFrom(target.Addr(), HBONEPort),
 		Authority:    target,
 		ForwardedFor: srcAddr,
 		Baggage:      baggage(src),
@@ -98,7 +99,14 @@ func (p *Proxy) passthrough(ctx context.Context, pod *Pod, src, dst *state.Workl
 	relay(c, up, p.opened(conn))
 }
 
-func firstAddr(w *state.Workload) netip.Addr {
+// addrLike returns w's address of the same family as like (a connection to an IPv6 VIP or pod
+// address stays IPv6 end to end), or its first address when it has none of that family.
+func addrLike(w *state.Workload, like netip.Addr) netip.Addr {
+	for _, a := range w.Addresses {
+		if a.Is4() == like.Is4() {
+			return a
+		}
+	}
 	if len(w.Addresses) == 0 {
 		return netip.Addr{}
 	}

@@ -31,8 +31,8 @@ type Pod struct {
 }
 
 // OpenPod opens the pod's listeners (outbound on loopback, inbound and HBONE on every address)
-// inside its namespace with lc; Serve starts serving them.
-func (p *Proxy) OpenPod(ctx context.Context, uid, netnsPath string, cookie uint64, lc net.ListenConfig) (*Pod, error) {
+// inside its namespace with lc, for IPv4 and, when ipv6 is set, IPv6; Serve starts serving them.
+func (p *Proxy) OpenPod(ctx context.Context, uid, netnsPath string, cookie uint64, lc net.ListenConfig, ipv6 bool) (*Pod, error) {
 	pod := &Pod{UID: uid, NetNS: netnsPath, Cookie: cookie}
 	open := func(dst *[]net.Listener, network, addr string) error {
 		ln, err := podnet.Listen(ctx, netnsPath, lc, network, addr)
@@ -47,6 +47,13 @@ func (p *Proxy) OpenPod(ctx context.Context, uid, netnsPath string, cookie uint6
 		open(&pod.Inbound, "tcp4", fmt.Sprintf("0.0.0.0:%d", InboundPort)),
 		open(&pod.hboneLns, "tcp4", fmt.Sprintf("0.0.0.0:%d", HBONEPort)),
 	)
+	if err == nil && ipv6 { // "tcp6" listeners are IPv6-only, beside the IPv4 ones
+		err = errors.Join(
+			open(&pod.outbound, "tcp6", fmt.Sprintf("[::1]:%d", OutboundPort)),
+			open(&pod.Inbound, "tcp6", fmt.Sprintf("[::]:%d", InboundPort)),
+			open(&pod.hboneLns, "tcp6", fmt.Sprintf("[::]:%d", HBONEPort)),
+		)
+	}
 	if err != nil {
 		pod.closeListeners()
 		return nil, err

@@ -125,17 +125,30 @@ func TestPrivilegedDataPath(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		name string
-		dst  corev1.Pod
-	}{{"cross-node", cross}, {"same-node", same}} {
+		name   string
+		dst    corev1.Pod
+		family int // index into status.podIPs: 0 IPv4, 1 IPv6
+	}{{"cross-node", cross, 0}, {"same-node", same, 0}, {"cross-node IPv6", cross, 1}, {"same-node IPv6", same, 1}} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := "http://" + net.JoinHostPort(tc.dst.Status.PodIP, "8080") + "/"
-			r := clientFrom(t, ctx, c, gw, url, 5)
-			if r.OK != 5 || r.Pods[tc.dst.Name] != 5 {
-				t.Errorf("from gw to %s: %d of 5 ok, answered by %v", tc.dst.Name, r.OK, r.Pods)
+			dstIP, srcIP := tc.dst.Status.PodIPs[tc.family].IP, gw.Status.PodIPs[tc.family].IP
+			url := "http://" + net.JoinHostPort(dstIP, "8080") + "/"
+			dstAgent := c.Node(tc.dst.Spec.NodeName)
+			mtlsFromGW := func() float64 {
+				return sumMetric(mesh.MetricLines(agentMetrics(t, ctx, dstAgent), "istio_tcp_connections_opened_total",
+					`reporter="destination"`, `source_principal="spiffe://cluster.local/ns/mesh/sa/gw"`, `connection_security_policy="mutual_tls"`))
 			}
-			if r.Peers[gw.Status.PodIP] != 5 {
-				t.Errorf("the app saw sources %v, want gw's pod IP %s", r.Peers, gw.Status.PodIP)
+			before := mtlsFromGW()
+			r := clientFrom(t, ctx, c, gw, url, 5)
+			if cross := tc.dst.Spec.NodeName != gw.Spec.NodeName; cross {
+				if got := mtlsFromGW() - before; got != 5 {
+					t.Errorf("destination agent counted %v mTLS connections from gw's identity, want 5", got)
+				}
+			}
+			if r.OK != 5 || r.Pods[tc.dst.Name] != 5 {
+				t.Errorf("from gw to %s: %d of 5 ok, answered by %v: %v", tc.dst.Name, r.OK, r.Pods, r.ErrorSamples)
+			}
+			if r.Peers[srcIP] != 5 {
+				t.Errorf("the app saw sources %v, want gw's pod IP %s", r.Peers, srcIP)
 			}
 		})
 	}

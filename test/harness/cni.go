@@ -32,8 +32,9 @@ type cniNetwork struct {
 	cacheDir string
 }
 
-// baseConfList is the harness's own network: bridge + host-local IPAM, with chained plugins.
-func baseConfList(podCIDR *net.IPNet, ipamDir string, chained []map[string]any) ([]byte, error) {
+// baseConfList is the harness's own network: bridge + host-local IPAM (dual-stack), with chained
+// plugins.
+func baseConfList(podCIDR, podCIDR6 *net.IPNet, ipamDir string, chained []map[string]any) ([]byte, error) {
 	plugins := []map[string]any{{
 		"type":        "bridge",
 		"bridge":      "cni0",
@@ -42,8 +43,8 @@ func baseConfList(podCIDR *net.IPNet, ipamDir string, chained []map[string]any) 
 		"hairpinMode": true,
 		"ipam": map[string]any{
 			"type":    "host-local",
-			"ranges":  [][]map[string]string{{{"subnet": podCIDR.String()}}},
-			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+			"ranges":  [][]map[string]string{{{"subnet": podCIDR.String()}}, {{"subnet": podCIDR6.String()}}},
+			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}},
 			"dataDir": ipamDir,
 		},
 	}}
@@ -54,7 +55,7 @@ func baseConfList(podCIDR *net.IPNet, ipamDir string, chained []map[string]any) 
 // newCNINetwork writes the node's base conflist into its /etc/cni/net.d.
 func newCNINetwork(n *Node, chained []map[string]any) (*cniNetwork, error) {
 	state := filepath.Join(n.StateDir, "cni")
-	raw, err := baseConfList(n.PodCIDR, filepath.Join(state, "ipam"), chained)
+	raw, err := baseConfList(n.PodCIDR, n.PodCIDR6, filepath.Join(state, "ipam"), chained)
 	if err != nil {
 		return nil, fmt.Errorf("cni: %w", err)
 	}
@@ -94,8 +95,8 @@ func runtimeConf(netnsPath, ns, name, uid string) *libcni.RuntimeConf {
 	}
 }
 
-// add runs the chain's ADD for a pod namespace and returns the pod's IPv4 address.
-func (n *cniNetwork) add(ctx context.Context, netnsPath, ns, name, uid string) (net.IP, error) {
+// add runs the chain's ADD for a pod namespace and returns the pod's addresses, IPv4 first.
+func (n *cniNetwork) add(ctx context.Context, netnsPath, ns, name, uid string) ([]net.IP, error) {
 	cni, list, err := n.load()
 	if err != nil {
 		return nil, err
@@ -108,12 +109,18 @@ func (n *cniNetwork) add(ctx context.Context, netnsPath, ns, name, uid string) (
 	if err != nil {
 		return nil, fmt.Errorf("cni: add %s/%s: %w", ns, name, err)
 	}
+	var v4, v6 []net.IP
 	for _, ip := range res.IPs {
-		if ip.Address.IP.To4() != nil {
-			return ip.Address.IP.To4(), nil
+		if a := ip.Address.IP.To4(); a != nil {
+			v4 = append(v4, a)
+		} else {
+			v6 = append(v6, ip.Address.IP)
 		}
 	}
-	return nil, fmt.Errorf("cni: add %s/%s: no IPv4 address in result", ns, name)
+	if len(v4) == 0 {
+		return nil, fmt.Errorf("cni: add %s/%s: no IPv4 address in result", ns, name)
+	}
+	return append(v4, v6...), nil
 }
 
 // del runs the chain's DEL; it is idempotent, as CNI requires.

@@ -16,8 +16,8 @@
 // Addresses come from ranges reserved for documentation and benchmarking (RFC 5737, RFC 2544),
 // which exist only inside the namespaces the harness creates:
 //
-//	underlay (node IPs)   192.0.2.0/24      node N is 192.0.2.(10+N)
-//	pod CIDR              198.18.0.0/16     node N owns 198.18.N.0/24
+//	underlay (node IPs)   192.0.2.0/24      node N is 192.0.2.(10+N); IPv6 2001:db8:2::(10+N)
+//	pod CIDR              198.18.0.0/16     node N owns 198.18.N.0/24; IPv6 2001:db8:18:N::/64
 //	service CIDR          198.19.0.0/16     kubernetes = 198.19.0.1, kube-dns = 198.19.0.10
 //	apiserver VIP         203.0.113.1:6443  on the loopback device of every node
 //

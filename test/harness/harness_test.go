@@ -147,7 +147,8 @@ func TestResolvePort(t *testing.T) {
 
 func TestBaseConfList(t *testing.T) {
 	_, cidr, _ := net.ParseCIDR("198.18.1.0/24")
-	raw, err := baseConfList(cidr, "/state/ipam", []map[string]any{{"type": "weft-cni"}})
+	_, cidr6, _ := net.ParseCIDR("2001:db8:18:1::/64")
+	raw, err := baseConfList(cidr, cidr6, "/state/ipam", []map[string]any{{"type": "weft-cni"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestBaseConfList(t *testing.T) {
 		t.Fatalf("chain = %v, want bridge then the chained plugin", list.Plugins)
 	}
 	ipam := list.Plugins[0]["ipam"].(map[string]any)
-	if ipam["type"] != "host-local" || !strings.Contains(string(raw), "198.18.1.0/24") {
+	if ipam["type"] != "host-local" || !strings.Contains(string(raw), "198.18.1.0/24") || !strings.Contains(string(raw), "2001:db8:18:1::/64") {
 		t.Errorf("ipam = %v", ipam)
 	}
 }

@@ -145,7 +145,8 @@ type podWorker struct {
 	pod        *corev1.Pod
 	netns      NetNS
 	ownNetNS   bool
-	ip         net.IP
+	ip         net.IP            // the primary (IPv4) address
+	ips        []net.IP          // every address, IPv4 first
 	mounts     map[string]string // volume name → host directory
 	containers []*containerState
 	initDone   bool
@@ -256,7 +257,7 @@ func (w *podWorker) setup() error {
 	case ip != nil: // network done in an earlier attempt
 	case pod.Spec.HostNetwork:
 		w.mu.Lock()
-		w.netns, w.ip = node.NetNS, node.IP
+		w.netns, w.ip, w.ips = node.NetNS, node.IP, []net.IP{node.IP, node.IP6}
 		w.mu.Unlock()
 	default:
 		if ns.Name == "" {
@@ -267,15 +268,19 @@ func (w *podWorker) setup() error {
 			w.mu.Lock()
 			w.netns, w.ownNetNS = ns, true
 			w.mu.Unlock()
+			// IPv6 addresses usable at once: no duplicate address detection in the pod.
+			if err := ns.Do(func() error { return writeSysctl("net/ipv6/conf/default/accept_dad", "0") }); err != nil {
+				return err
+			}
 		}
-		ip, err := node.cni.add(w.ctx, ns.Path(), pod.Namespace, pod.Name, string(pod.UID))
+		ips, err := node.cni.add(w.ctx, ns.Path(), pod.Namespace, pod.Name, string(pod.UID))
 		if err != nil {
 			// Undo what the chain may have half done, so the next attempt starts clean.
 			_ = node.cni.del(w.ctx, ns.Path(), pod.Namespace, pod.Name, string(pod.UID))
 			return err
 		}
 		w.mu.Lock()
-		w.ip = ip
+		w.ip, w.ips = ips[0], ips
 		w.mu.Unlock()
 	}
 	mounts, err := w.prepareVolumes(pod)
@@ -566,7 +571,9 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 	}
 	if w.ip != nil {
 		st.PodIP = w.ip.String()
-		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+		for _, ip := range w.ips {
+			st.PodIPs = append(st.PodIPs, corev1.PodIP{IP: ip.String()})
+		}
 	}
 	allReady, anyRunning, allDone, allSucceeded := true, false, true, true
 	for _, c := range w.containers {

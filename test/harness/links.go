@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // setLinkUp brings up a link of the calling thread's namespace.
@@ -29,6 +30,24 @@ func addAddr(link, cidr string) error {
 	if err != nil {
 		return fmt.Errorf("address %s: %w", cidr, err)
 	}
+	if err := netlink.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("add %s to %s: %w", cidr, link, err)
+	}
+	return nil
+}
+
+// addAddrNoDAD assigns an IPv6 address that is usable at once (no duplicate address detection:
+// the harness owns every address of its namespaces).
+func addAddrNoDAD(link, cidr string) error {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return fmt.Errorf("address %s: %w", cidr, err)
+	}
+	a.Flags = unix.IFA_F_NODAD
 	if err := netlink.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("add %s to %s: %w", cidr, link, err)
 	}

@@ -54,7 +54,9 @@ func netip(s string) *net.IPNet {
 type Node struct {
 	Name      string
 	IP        net.IP     // underlay address
+	IP6       net.IP     // underlay IPv6 address
 	PodCIDR   *net.IPNet // this node's pod addresses
+	PodCIDR6  *net.IPNet // this node's pod IPv6 addresses
 	NetNS     NetNS
 	CgroupDir string // cgroup v2 subtree of everything that runs on the node
 	PinDir    string // bpffs directory for the node's pins
@@ -77,6 +79,8 @@ func (c *Cluster) newNode(ctx context.Context, i int) (*Node, error) {
 		Name:      nodeName(i),
 		IP:        net.IPv4(192, 0, 2, byte(10+i)).To4(),
 		PodCIDR:   &net.IPNet{IP: net.IPv4(198, 18, byte(i), 0).To4(), Mask: net.CIDRMask(24, 32)},
+		IP6:       net.ParseIP(fmt.Sprintf("2001:db8:2::%d", 10+i)),
+		PodCIDR6:  &net.IPNet{IP: net.ParseIP(fmt.Sprintf("2001:db8:18:%d::", i)), Mask: net.CIDRMask(64, 128)},
 		CgroupDir: filepath.Join(c.cgroupDir, nodeName(i)),
 		PinDir:    filepath.Join(c.bpffs, runPrefix(c.RunID), nodeName(i)),
 		StateDir:  filepath.Join(c.Dir, "nodes", nodeName(i)),
@@ -142,6 +146,9 @@ func (n *Node) configureNetwork() error {
 	if err := addAddr("eth0", fmt.Sprintf("%s/%d", n.IP, ones)); err != nil {
 		return err
 	}
+	if err := addAddrNoDAD("eth0", n.IP6.String()+"/64"); err != nil {
+		return err
+	}
 	if err := setLinkUp("eth0"); err != nil {
 		return err
 	}
@@ -150,6 +157,8 @@ func (n *Node) configureNetwork() error {
 	}
 	for _, s := range [][2]string{
 		{"net/ipv4/ip_forward", "1"},
+		{"net/ipv6/conf/all/forwarding", "1"},
+		{"net/ipv6/conf/default/accept_dad", "0"}, // cni0's gateway address usable at once
 		{"net/ipv4/conf/all/rp_filter", "0"},
 		// Service traffic between two pods of one bridge must pass through iptables, as on a
 		// kubelet node with br_netfilter.
@@ -164,7 +173,12 @@ func (n *Node) configureNetwork() error {
 
 // routeTo adds the route to other's pod CIDR through other's node IP.
 func (n *Node) routeTo(other *Node) error {
-	return n.NetNS.Do(func() error { return addRoute(other.PodCIDR.String(), other.IP) })
+	return n.NetNS.Do(func() error {
+		if err := addRoute(other.PodCIDR.String(), other.IP); err != nil {
+			return err
+		}
+		return addRoute(other.PodCIDR6.String(), other.IP6)
+	})
 }
 
 // startAPIServerForwarder listens on APIServerVIP:6443 inside the node and forwards every
@@ -227,7 +241,7 @@ func (n *Node) register(ctx context.Context) error {
 				"weft.dev/harness-run":   n.cluster.RunID,
 			},
 		},
-		Spec: corev1.NodeSpec{PodCIDR: n.PodCIDR.String(), PodCIDRs: []string{n.PodCIDR.String()}},
+		Spec: corev1.NodeSpec{PodCIDR: n.PodCIDR.String(), PodCIDRs: []string{n.PodCIDR.String(), n.PodCIDR6.String()}},
 	}
 	if _, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("node %s: register: %w", n.Name, err)

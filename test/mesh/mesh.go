@@ -67,15 +67,19 @@ func BuildConfig(ctx context.Context, c *harness.Cluster, modes map[string]strin
 		if p.Spec.HostNetwork || p.Status.PodIP == "" || p.DeletionTimestamp != nil {
 			continue
 		}
-		ip, err := netip.ParseAddr(p.Status.PodIP)
-		if err != nil {
-			return nil, err
+		var addrs []string
+		for _, pip := range p.Status.PodIPs {
+			ip, err := netip.ParseAddr(pip.IP)
+			if err != nil {
+				return nil, err
+			}
+			addrs = append(addrs, ip.String())
 		}
 		mode := p.Labels[DataplaneModeLabel]
 		enrolled := mode == Ambient || ambientNS[p.Namespace] && mode != "none"
 		w := map[string]any{
 			"uid": string(p.UID), "name": p.Name, "namespace": p.Namespace, "serviceAccount": p.Spec.ServiceAccountName,
-			"node": p.Spec.NodeName, "addresses": []string{ip.String()}, "status": "UNHEALTHY", "tunnelProtocol": "NONE",
+			"node": p.Spec.NodeName, "addresses": addrs, "status": "UNHEALTHY", "tunnelProtocol": "NONE",
 			"workloadName": p.Labels["app"], "canonicalName": p.Labels["app"], "canonicalRevision": p.Labels["version"],
 		}
 		if enrolled {
