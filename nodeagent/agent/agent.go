@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -98,7 +99,6 @@ func New(cfg Config) (*Agent, error) {
 		Store:           a.store,
 		Certs:           a.certs,
 		OriginalDst:     dp.OriginalDst,
-		AgentMark:       dpc.AgentMark,
 		ControlAgent:    datapath.MarkControl(dpc.AgentMark),
 		ControlUpstream: datapath.TransparentControl(dpc.UpstreamMark),
 		Metrics:         cfg.Metrics,
@@ -189,13 +189,23 @@ func (a *Agent) apply(snap *state.Snapshot) error {
 
 // evictChanged drops pooled HBONE connections to addresses whose workload changed.
 func (a *Agent) evictChanged(old, cur *state.Snapshot) {
+	for _, addr := range changedAddrs(old, cur) {
+		a.proxy.Evict(addr)
+	}
+}
+
+// changedAddrs returns the addresses of old whose workload in cur is gone, another one, or has
+// another identity: a pooled connection to them must not be reused.
+func changedAddrs(old, cur *state.Snapshot) []netip.Addr {
+	var out []netip.Addr
 	for _, w := range old.Workloads() {
 		for _, addr := range w.Addresses {
 			if nw, ok := cur.WorkloadByIP(addr); !ok || nw.UID != w.UID || nw.Identity() != w.Identity() {
-				a.proxy.Evict(addr)
+				out = append(out, addr)
 			}
 		}
 	}
+	return out
 }
 
 // reconcileLocked serves every enrolled local workload whose sandbox is known (scanning for the
@@ -224,7 +234,7 @@ func (a *Agent) reconcileLocked(scan bool) {
 	}
 	for uid, s := range a.served {
 		w, ok := want[uid]
-		if !ok || !sameAddrs(w.Addresses, s.addrs) {
+		if !ok || !slices.Equal(w.Addresses, s.addrs) {
 			a.unenrollLocked(uid)
 		}
 	}
@@ -382,16 +392,4 @@ func defaultGateways() ([]netip.Addr, error) {
 		}
 	}
 	return out, nil
-}
-
-func sameAddrs(a, b []netip.Addr) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
@@ -94,6 +93,5 @@ func addressesIn(path string) ([]netip.Addr, error) {
 			out = append(out, ip.Unmap())
 		}
 	}
-	runtime.KeepAlive(target)
 	return out, nil
 }

@@ -56,9 +56,8 @@ type Deps struct {
 	Certs hbone.Certificates
 	// OriginalDst returns where a captured outbound connection was going (datapath).
 	OriginalDst func(netnsCookie uint64, peer netip.AddrPort) (netip.AddrPort, error)
-	// AgentMark is set on the agent's own sockets, so the datapath never captures them.
-	AgentMark uint32
-	// ControlAgent and ControlUpstream configure sockets: marked, and marked + transparent.
+	// ControlAgent and ControlUpstream configure the agent's sockets: marked (so the datapath
+	// never captures them), and marked + transparent (upstream connections to apps).
 	ControlAgent    func(network, address string, c syscall.RawConn) error
 	ControlUpstream func(network, address string, c syscall.RawConn) error
 	Metrics         *admin.Metrics // nil records nothing

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/weftmesh/weft/test/harness"
 	"github.com/weftmesh/weft/test/mesh"
@@ -40,7 +38,7 @@ const (
 // Enroll labels the namespace ambient, applies the configuration and waits until a new
 // connection from the client pod to the server arrives at the server node's agent over mTLS.
 func (m *MeshSwitch) Enroll(ctx context.Context) error {
-	if err := mesh.EnrollNamespace(ctx, m.Cluster, m.Target.Namespace); err != nil {
+	if err := mesh.SetAmbient(ctx, m.Cluster, m.Target.Namespace, true); err != nil {
 		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
 	}
 	if err := m.apply(ctx); err != nil {
@@ -55,20 +53,7 @@ func (m *MeshSwitch) Enroll(ctx context.Context) error {
 // Unenroll removes the namespace's label, applies the configuration and waits until a new
 // connection from the client pod reaches the server without passing the server node's agent.
 func (m *MeshSwitch) Unenroll(ctx context.Context) error {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		nss := m.Cluster.Client.CoreV1().Namespaces()
-		ns, err := nss.Get(ctx, m.Target.Namespace, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if _, ok := ns.Labels[mesh.DataplaneModeLabel]; !ok {
-			return nil
-		}
-		delete(ns.Labels, mesh.DataplaneModeLabel)
-		_, err = nss.Update(ctx, ns, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
+	if err := mesh.SetAmbient(ctx, m.Cluster, m.Target.Namespace, false); err != nil {
 		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
 	}
 	if err := m.apply(ctx); err != nil {
@@ -126,30 +111,10 @@ func (m *MeshSwitch) check(ctx context.Context, tunnel bool) error {
 // of those came over mTLS.
 func DestinationConns(before, after, ns string) (opened, mtls float64) {
 	parts := []string{`reporter="destination"`, `destination_workload_namespace="` + ns + `"`}
-	opened = CounterSum(after, connsOpenedMetric, parts...) - CounterSum(before, connsOpenedMetric, parts...)
+	opened = mesh.CounterSum(after, connsOpenedMetric, parts...) - mesh.CounterSum(before, connsOpenedMetric, parts...)
 	parts = append(parts, mutualTLS)
-	mtls = CounterSum(after, connsOpenedMetric, parts...) - CounterSum(before, connsOpenedMetric, parts...)
+	mtls = mesh.CounterSum(after, connsOpenedMetric, parts...) - mesh.CounterSum(before, connsOpenedMetric, parts...)
 	return opened, mtls
-}
-
-// CounterSum adds up the values of a Prometheus text exposition's series of metric whose lines
-// contain every part (mesh.MetricLines).
-func CounterSum(text, metric string, parts ...string) float64 {
-	var sum float64
-	for _, line := range mesh.MetricLines(text, metric, parts...) {
-		i := strings.LastIndexByte(line, '}')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(line[i+1:])
-		if len(f) == 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
 }
 
 // NodeAgents returns Weft's node agent pods (DaemonSet weft-system/weft-nodeagent) with their

@@ -22,35 +22,6 @@ func agentScrape(series map[[3]string]int) string {
 	return b.String()
 }
 
-func TestCounterSum(t *testing.T) {
-	text := agentScrape(map[[3]string]int{
-		{"destination", "mutual_tls", "bench"}: 12,
-		{"destination", "none", "bench"}:       3,
-		{"source", "mutual_tls", "bench"}:      5,
-		{"destination", "mutual_tls", "other"}: 100,
-	})
-	tests := []struct {
-		name  string
-		parts []string
-		want  float64
-	}{
-		{"all series", nil, 120},
-		{"destination in bench", []string{`reporter="destination"`, `destination_workload_namespace="bench"`}, 15},
-		{"mTLS only", []string{`reporter="destination"`, `destination_workload_namespace="bench"`, mutualTLS}, 12},
-		{"no match", []string{`reporter="waypoint"`}, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := CounterSum(text, connsOpenedMetric, tt.parts...); got != tt.want {
-				t.Errorf("CounterSum = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	if got := CounterSum("istio_tcp_connections_opened_total{a=\"b\"} NaN-ish\n", connsOpenedMetric); got != 0 {
-		t.Errorf("malformed value summed: %v", got)
-	}
-}
-
 func TestDestinationConns(t *testing.T) {
 	before := map[[3]string]int{{"destination", "mutual_tls", "bench"}: 10, {"destination", "none", "bench"}: 2}
 	tests := []struct {

@@ -8,7 +8,6 @@ package demo
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -63,7 +62,7 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 		return nil, err
 	}
 	progress.Step("labelling namespace %s %s=%s", Namespace, mesh.DataplaneModeLabel, mesh.Ambient)
-	if err := mesh.EnrollNamespace(ctx, c, Namespace); err != nil {
+	if err := mesh.SetAmbient(ctx, c, Namespace, true); err != nil {
 		return nil, err
 	}
 	for _, d := range []string{"gw", "books-v1", "books-v2", "ratings-v1", "ratings-v2"} {
@@ -116,7 +115,7 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 		})
 	}
 	for _, h := range hops {
-		r, err := clientRun(ctx, c, gw.Name, h.url, 50)
+		r, err := mesh.Client(ctx, c, Namespace, gw.Name, h.url, 50)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", h.name, err)
 		}
@@ -152,8 +151,7 @@ func connections(node, metrics string) []Connection {
 		for _, m := range labelRE.FindAllStringSubmatch(line, -1) {
 			labels[m[1]] = m[2]
 		}
-		var n float64
-		fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n)
+		n, _ := mesh.MetricValue(line)
 		key := Connection{Node: node, Source: labels["source_principal"], Destination: labels["destination_principal"],
 			Security: labels["connection_security_policy"]}
 		if i, ok := index[key]; ok {
@@ -165,23 +163,6 @@ func connections(node, metrics string) []Connection {
 		out = append(out, key)
 	}
 	return out
-}
-
-// clientRun runs the client test app inside a pod and returns its JSON report. Every request
-// opens a new connection, so a Service spreads them over its endpoints.
-func clientRun(ctx context.Context, c *harness.Cluster, pod, url string, n int) (report.Report, error) {
-	var r report.Report
-	out, err := c.Exec(ctx, Namespace, pod, c.Binary("client"), "http", url, "-n", fmt.Sprint(n), "-c", "1", "-new-conn", "-json")
-	if err != nil {
-		return r, err
-	}
-	if i := strings.IndexByte(string(out), '{'); i >= 0 {
-		out = out[i:]
-	}
-	if err := json.NewDecoder(strings.NewReader(string(out))).Decode(&r); err != nil {
-		return r, fmt.Errorf("client report: %w\n%s", err, out)
-	}
-	return r, nil
 }
 
 func writeReport(out io.Writer, res *Result) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -59,20 +58,12 @@ func agentMetrics(t *testing.T, ctx context.Context, n *harness.Node) string {
 	return m
 }
 
-// clientFrom runs the client test app inside pod (its network namespace and cgroup, as the pod's
-// own processes run) with n requests to url, each on a new connection.
+// clientFrom runs n requests to url from inside pod (see mesh.Client).
 func clientFrom(t *testing.T, ctx context.Context, c *harness.Cluster, pod corev1.Pod, url string, n int) report.Report {
 	t.Helper()
-	out, err := c.Exec(ctx, pod.Namespace, pod.Name, c.Binary("client"), "http", url, "-n", strconv.Itoa(n), "-new-conn", "-json", "-allow-fail")
+	r, err := mesh.Client(ctx, c, pod.Namespace, pod.Name, url, n)
 	if err != nil {
 		t.Fatalf("client in %s: %v", pod.Name, err)
-	}
-	var r report.Report
-	if i := strings.IndexByte(string(out), '{'); i >= 0 {
-		out = out[i:]
-	}
-	if err := json.NewDecoder(strings.NewReader(string(out))).Decode(&r); err != nil {
-		t.Fatalf("client report: %v\n%s", err, out)
 	}
 	return r
 }
@@ -94,7 +85,7 @@ func TestPrivilegedDataPath(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := mesh.EnrollNamespace(ctx, c, demo.Namespace); err != nil {
+	if err := mesh.SetAmbient(ctx, c, demo.Namespace, true); err != nil {
 		t.Fatal(err)
 	}
 	applyMeshConfig(t, ctx, c, nil)
@@ -134,8 +125,8 @@ func TestPrivilegedDataPath(t *testing.T) {
 			url := "http://" + net.JoinHostPort(dstIP, "8080") + "/"
 			dstAgent := c.Node(tc.dst.Spec.NodeName)
 			mtlsFromGW := func() float64 {
-				return sumMetric(mesh.MetricLines(agentMetrics(t, ctx, dstAgent), "istio_tcp_connections_opened_total",
-					`reporter="destination"`, `source_principal="spiffe://cluster.local/ns/mesh/sa/gw"`, `connection_security_policy="mutual_tls"`))
+				return mesh.CounterSum(agentMetrics(t, ctx, dstAgent), "istio_tcp_connections_opened_total",
+					`reporter="destination"`, `source_principal="spiffe://cluster.local/ns/mesh/sa/gw"`, `connection_security_policy="mutual_tls"`)
 			}
 			before := mtlsFromGW()
 			r := clientFrom(t, ctx, c, gw, url, 5)
@@ -257,20 +248,15 @@ func testAgentKilled(t *testing.T, ctx context.Context, c *harness.Cluster, gw c
 // keep running (not restarted) and talk directly again: gw's agent handles none of its
 // connections any more.
 func testUnenroll(t *testing.T, ctx context.Context, c *harness.Cluster, gw, dst corev1.Pod, url string) {
-	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, demo.Namespace, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	delete(ns.Labels, mesh.DataplaneModeLabel)
-	if _, err := c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+	if err := mesh.SetAmbient(ctx, c, demo.Namespace, false); err != nil {
 		t.Fatal(err)
 	}
 	applyMeshConfig(t, ctx, c, nil)
 	gwAgent := c.Node(gw.Spec.NodeName)
 	handled := func() float64 {
-		return sumMetric(mesh.MetricLines(agentMetrics(t, ctx, gwAgent), "istio_tcp_connections_opened_total", `reporter="source"`, `source_workload="gw"`))
+		return mesh.CounterSum(agentMetrics(t, ctx, gwAgent), "istio_tcp_connections_opened_total", `reporter="source"`, `source_workload="gw"`)
 	}
-	err = harness.WaitFor(ctx, 5*time.Second, "gw's connections no longer through its agent", func(ctx context.Context) (bool, error) {
+	err := harness.WaitFor(ctx, 5*time.Second, "gw's connections no longer through its agent", func(ctx context.Context) (bool, error) {
 		before := handled()
 		r := clientFrom(t, ctx, c, gw, url, 3)
 		return r.OK == 3 && r.Peers[gw.Status.PodIP] == 3 && handled() == before, nil
@@ -284,17 +270,6 @@ func testUnenroll(t *testing.T, ctx context.Context, c *harness.Cluster, gw, dst
 			t.Errorf("pod %s was restarted or replaced by unenrolling: %v", p.Name, err)
 		}
 	}
-}
-
-// sumMetric adds up the values of Prometheus text lines.
-func sumMetric(lines []string) float64 {
-	var sum float64
-	for _, l := range lines {
-		if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
 }
 
 // startPlainPod runs an echo pod in a namespace outside the mesh.

@@ -6,6 +6,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/util/retry"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +30,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/weftmesh/weft/nodeagent/identity"
 	"github.com/weftmesh/weft/nodeagent/state"
+	"github.com/weftmesh/weft/test/apps/client/report"
 	"github.com/weftmesh/weft/test/controlplane"
 	"github.com/weftmesh/weft/test/harness"
 )
@@ -255,18 +259,52 @@ func WaitDaemonSet(ctx context.Context, c *harness.Cluster, ns, name string, wan
 	})
 }
 
-// EnrollNamespace labels a namespace istio.io/dataplane-mode=ambient.
-func EnrollNamespace(ctx context.Context, c *harness.Cluster, name string) error {
-	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+// SetAmbient labels a namespace istio.io/dataplane-mode=ambient (on) or removes the label (off).
+// The agents act on it at the next Apply.
+func SetAmbient(ctx context.Context, c *harness.Cluster, name string, on bool) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		nss := c.Client.CoreV1().Namespaces()
+		ns, err := nss.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if _, has := ns.Labels[DataplaneModeLabel]; has == on && (!on || ns.Labels[DataplaneModeLabel] == Ambient) {
+			return nil
+		}
+		if on {
+			if ns.Labels == nil {
+				ns.Labels = map[string]string{}
+			}
+			ns.Labels[DataplaneModeLabel] = Ambient
+		} else {
+			delete(ns.Labels, DataplaneModeLabel)
+		}
+		_, err = nss.Update(ctx, ns, metav1.UpdateOptions{})
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("namespace %s: %s label: %w", name, DataplaneModeLabel, err)
 	}
-	if ns.Labels == nil {
-		ns.Labels = map[string]string{}
+	return nil
+}
+
+// Client runs the client test app inside pod (its network namespace and cgroup, as the pod's
+// own processes run, so capture applies) with n HTTP requests to url, each on a new connection,
+// and returns its report. Failed requests are in the report, not an error.
+func Client(ctx context.Context, c *harness.Cluster, namespace, pod, url string, n int) (report.Report, error) {
+	var r report.Report
+	out, err := c.Exec(ctx, namespace, pod, c.Binary("client"), "http", url, "-n", strconv.Itoa(n), "-new-conn", "-json", "-allow-fail")
+	if err != nil {
+		return r, err
 	}
-	ns.Labels[DataplaneModeLabel] = Ambient
-	_, err = c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
-	return err
+	if i := bytes.IndexByte(out, '{'); i >= 0 {
+		out = out[i:]
+	}
+	// The output is stdout and stderr together: the report, then the client's summary line.
+	if err := json.NewDecoder(bytes.NewReader(out)).Decode(&r); err != nil {
+		return r, fmt.Errorf("client report: %w\n%s", err, out)
+	}
+	return r, nil
 }
 
 // AgentMetrics scrapes the node agent of node n.
@@ -283,6 +321,31 @@ func AgentMetrics(ctx context.Context, n *harness.Node) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// CounterSum adds up the values of the series of metric whose lines contain every part.
+func CounterSum(text, metric string, parts ...string) float64 {
+	var sum float64
+	for _, line := range MetricLines(text, metric, parts...) {
+		if v, ok := MetricValue(line); ok {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// MetricValue returns the value of one line of a Prometheus text exposition.
+func MetricValue(line string) (float64, bool) {
+	i := strings.LastIndexByte(line, '}')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(line[i+1:])
+	if len(f) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	return v, err == nil
 }
 
 // MetricLines returns the lines of a Prometheus text exposition of metric that contain every part.
