@@ -179,7 +179,9 @@ func (a *Agent) apply(snap *state.Snapshot) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	first := !a.ready
-	a.reconcileLocked(true)
+	// Pods that ran before the agent are found by a scan, once; later ones are reported by the
+	// CNI plugin, so a workload listed before its pod starts costs no scan.
+	a.reconcileLocked(first)
 	if first {
 		a.forgetStaleLocked()
 		a.ready = true
@@ -208,8 +210,8 @@ func changedAddrs(old, cur *state.Snapshot) []netip.Addr {
 	return out
 }
 
-// reconcileLocked serves every enrolled local workload whose sandbox is known (scanning for the
-// unknown ones when scan is set) and stops serving the others.
+// reconcileLocked serves every enrolled local workload whose sandbox is known (scanning the
+// node's network namespaces for the unknown ones when scan is set) and stops serving the others.
 func (a *Agent) reconcileLocked(scan bool) {
 	snap := a.store.Load()
 	want := map[string]*state.Workload{}
