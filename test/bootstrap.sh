@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 start=$EPOCHREALTIME
 step() { awk -v a="$start" -v b="$EPOCHREALTIME" -v m="$*" 'BEGIN { printf "[%6.1fs] %s\n", b - a, m }'; }
 
-packages=(clang llvm libbpf-dev iproute2 iptables containernetworking-plugins tcpdump)
+packages=(clang llvm libbpf-dev iproute2 iptables containernetworking-plugins tcpdump protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
