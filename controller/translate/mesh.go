@@ -1,0 +1,132 @@
+package translate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"google.golang.org/protobuf/proto"
+
+	workloadv1 "github.com/weftmesh/weft/api/workload/v1"
+)
+
+// Resource is one resource of workload discovery with its version, a digest of its content.
+type Resource struct {
+	Address *workloadv1.Address
+	Version string
+}
+
+// Mesh is the translated cluster: every workload and service, and what each node receives.
+// It is immutable once built.
+type Mesh struct {
+	// Resources holds every workload and service by resource name.
+	Resources map[string]Resource
+	// Warnings are problems in the input that did not stop the translation, each naming the
+	// object and the fix.
+	Warnings []error
+
+	shared map[string]Resource            // what every node receives
+	local  map[string]map[string]Resource // node → its own workloads that are not shared
+}
+
+// Build translates in.
+func Build(in Input, o Options) *Mesh {
+	o = o.withDefaults()
+	m := &Mesh{Resources: map[string]Resource{}, shared: map[string]Resource{}, local: map[string]map[string]Resource{}}
+	nsLabels := make(map[string]map[string]string, len(in.Namespaces))
+	for _, ns := range in.Namespaces {
+		nsLabels[ns.Name] = ns.Labels
+	}
+	pa := newPeerAuthIndex(in.PeerAuthentications, o.RootNamespace)
+	workloads := map[string]*workloadv1.Workload{}
+	for _, pod := range in.Pods {
+		w, warnings := workload(pod, nsLabels[pod.Namespace], pa, o)
+		m.Warnings = append(m.Warnings, warnings...)
+		if w != nil {
+			workloads[w.Uid] = w
+		}
+	}
+	known := func(uid string) bool { return workloads[uid] != nil }
+
+	slicesBySvc := map[[2]string][]*discoveryv1.EndpointSlice{}
+	for _, es := range in.EndpointSlices {
+		if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
+			k := [2]string{es.Namespace, name}
+			slicesBySvc[k] = append(slicesBySvc[k], es)
+		}
+	}
+	shared := map[string]bool{} // resource names every node receives
+	for _, svc := range in.Services {
+		s := service(svc, slicesBySvc[[2]string{svc.Namespace, svc.Name}], known, o)
+		if s == nil {
+			continue
+		}
+		name := ServiceName(s.Namespace, s.Hostname)
+		r, err := newResource(&workloadv1.Address{Name: name, Type: &workloadv1.Address_Service{Service: s}})
+		if err != nil {
+			m.Warnings = append(m.Warnings, err)
+			continue
+		}
+		m.Resources[name] = r
+		inMesh := s.Waypoint != nil
+		for _, e := range s.Endpoints {
+			inMesh = inMesh || workloads[e.WorkloadUid].TunnelProtocol == workloadv1.TunnelProtocol_HBONE
+		}
+		if inMesh {
+			shared[name] = true
+			for _, e := range s.Endpoints {
+				shared[e.WorkloadUid] = true
+			}
+		}
+	}
+	for uid, w := range workloads {
+		r, err := newResource(&workloadv1.Address{Name: uid, Type: &workloadv1.Address_Workload{Workload: w}})
+		if err != nil {
+			m.Warnings = append(m.Warnings, err)
+			delete(shared, uid)
+			continue
+		}
+		m.Resources[uid] = r
+		if w.TunnelProtocol == workloadv1.TunnelProtocol_HBONE {
+			shared[uid] = true
+		}
+	}
+	for name := range shared {
+		m.shared[name] = m.Resources[name]
+	}
+	for uid, w := range workloads {
+		if _, ok := m.Resources[uid]; !ok || shared[uid] || w.Node == "" {
+			continue
+		}
+		if m.local[w.Node] == nil {
+			m.local[w.Node] = map[string]Resource{}
+		}
+		m.local[w.Node][uid] = m.Resources[uid]
+	}
+	return m
+}
+
+// ForNode returns the resources that the agent of node receives.
+func (m *Mesh) ForNode(node string) map[string]Resource {
+	out := make(map[string]Resource, len(m.shared)+len(m.local[node]))
+	maps.Copy(out, m.shared)
+	maps.Copy(out, m.local[node])
+	return out
+}
+
+// Names returns the sorted names of rs.
+func Names(rs map[string]Resource) []string {
+	return slices.Sorted(maps.Keys(rs))
+}
+
+func newResource(a *workloadv1.Address) (Resource, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(a)
+	if err != nil {
+		return Resource{}, fmt.Errorf("%s: %w; it is left out of the mesh", a.Name, err)
+	}
+	sum := sha256.Sum256(b)
+	return Resource{Address: a, Version: hex.EncodeToString(sum[:8])}, nil
+}
