@@ -7,8 +7,8 @@ import (
 	"maps"
 	"slices"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"google.golang.org/protobuf/proto"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	workloadv1 "github.com/weftmesh/weft/api/workload/v1"
 )

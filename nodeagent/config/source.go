@@ -39,4 +39,10 @@ type Status struct {
 	Rejected string
 	// Failed is when LastError happened.
 	Failed time.Time
+	// Disconnected is set by a source that streams its configuration from a server (the
+	// controller's xDS) while it has no working stream: from its start until a stream delivers
+	// its first response, and from a stream's end until the next one does. LastError then says
+	// why (once a connection attempt has failed), and the last good configuration stays in
+	// force. A local file source never sets it.
+	Disconnected bool
 }
