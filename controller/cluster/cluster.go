@@ -1,0 +1,153 @@
+// Package cluster watches the Kubernetes objects that the mesh is built from with client-go
+// shared informers: Namespaces, Pods, Services, EndpointSlices and Nodes, and
+// Istio's PeerAuthentication and AuthorizationPolicy through istio.io/client-go. It tells when
+// anything changed and hands out the current objects as a [translate.Input].
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	istiolisters "istio.io/client-go/pkg/listers/security/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/weftmesh/weft/controller/translate"
+)
+
+// Cluster is the informer-backed view of the cluster.
+type Cluster struct {
+	kube  informers.SharedInformerFactory
+	istio istioinformers.SharedInformerFactory
+
+	namespaces    corelisters.NamespaceLister
+	pods          corelisters.PodLister
+	services      corelisters.ServiceLister
+	slices        discoverylisters.EndpointSliceLister
+	nodes         corelisters.NodeLister
+	peerAuths     istiolisters.PeerAuthenticationLister
+	authzPolicies istiolisters.AuthorizationPolicyLister
+	podInformer   cache.SharedIndexInformer
+	changed       chan struct{}
+	synced        []cache.InformerSynced
+}
+
+// New returns a Cluster over the clients; call Start, then WaitForSync.
+func New(kube kubernetes.Interface, istio istioclient.Interface) (*Cluster, error) {
+	c := &Cluster{
+		kube:    informers.NewSharedInformerFactory(kube, 0),
+		istio:   istioinformers.NewSharedInformerFactory(istio, 0),
+		changed: make(chan struct{}, 1),
+	}
+	core := c.kube.Core().V1()
+	sec := c.istio.Security().V1()
+	watch := []struct {
+		kind string
+		inf  cache.SharedIndexInformer
+	}{
+		{"Namespace", core.Namespaces().Informer()},
+		{"Pod", core.Pods().Informer()},
+		{"Service", core.Services().Informer()},
+		{"EndpointSlice", c.kube.Discovery().V1().EndpointSlices().Informer()},
+		{"Node", core.Nodes().Informer()},
+		{"PeerAuthentication", sec.PeerAuthentications().Informer()},
+		{"AuthorizationPolicy", sec.AuthorizationPolicies().Informer()},
+	}
+	for _, w := range watch {
+		reg, err := w.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { c.notify() },
+			UpdateFunc: func(_, _ any) { c.notify() },
+			DeleteFunc: func(any) { c.notify() },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("watch %s: %w", w.kind, err)
+		}
+		c.synced = append(c.synced, reg.HasSynced)
+	}
+	c.podInformer = core.Pods().Informer()
+	c.namespaces = core.Namespaces().Lister()
+	c.pods = core.Pods().Lister()
+	c.services = core.Services().Lister()
+	c.slices = c.kube.Discovery().V1().EndpointSlices().Lister()
+	c.nodes = core.Nodes().Lister()
+	c.peerAuths = sec.PeerAuthentications().Lister()
+	c.authzPolicies = sec.AuthorizationPolicies().Lister()
+	return c, nil
+}
+
+// PodInformer returns the shared pod informer (the CA indexes it by node).
+func (c *Cluster) PodInformer() cache.SharedIndexInformer { return c.podInformer }
+
+// Start starts the informers; they stop when ctx is done.
+func (c *Cluster) Start(ctx context.Context) {
+	c.kube.Start(ctx.Done())
+	c.istio.Start(ctx.Done())
+}
+
+// WaitForSync blocks until every informer has listed its objects, or ctx is done.
+func (c *Cluster) WaitForSync(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("informers did not sync: %w", context.Cause(ctx))
+	}
+	return nil
+}
+
+// Changed receives a value after objects changed. Changes coalesce: one receive may stand for
+// many changes.
+func (c *Cluster) Changed() <-chan struct{} { return c.changed }
+
+func (c *Cluster) notify() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Input returns the current objects.
+func (c *Cluster) Input() (translate.Input, error) {
+	var in translate.Input
+	var err error
+	all := labels.Everything()
+	if in.Namespaces, err = c.namespaces.List(all); err != nil {
+		return in, err
+	}
+	if in.Pods, err = c.pods.List(all); err != nil {
+		return in, err
+	}
+	if in.Services, err = c.services.List(all); err != nil {
+		return in, err
+	}
+	if in.EndpointSlices, err = c.slices.List(all); err != nil {
+		return in, err
+	}
+	if in.PeerAuthentications, err = c.peerAuths.List(all); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+// Nodes returns the names of the cluster's nodes.
+func (c *Cluster) Nodes() ([]string, error) {
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
+	}
+	return names, nil
+}
+
+// AuthorizationPolicies returns the AuthorizationPolicies (enforced from the L4 policy issue
+// on; listed now so that the debug page shows them).
+func (c *Cluster) AuthorizationPolicies() ([]*securityv1.AuthorizationPolicy, error) {
+	return c.authzPolicies.List(labels.Everything())
+}

@@ -1,0 +1,298 @@
+// Package xds serves workload discovery to node agents over delta ADS with
+// envoyproxy/go-control-plane: one snapshot per node in a snapshot cache, so an agent
+// receives only the resources that changed since what it holds. It authenticates every
+// stream (an agent may subscribe only as its own node), tracks what was pushed, sent, ACKed
+// and NACKed per node for the debug pages and metrics.
+package xds
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/controller/translate"
+)
+
+// Authenticate returns the node whose configuration the caller of a stream may receive, or
+// an error (a gRPC status) when it may receive none.
+type Authenticate func(ctx context.Context) (node string, err error)
+
+// Options configures a Server.
+type Options struct {
+	// Authenticate checks every stream; required.
+	Authenticate Authenticate
+	// NewNode is called when an agent subscribes for a node that has no snapshot yet, so the
+	// caller can push; optional.
+	NewNode func(node string)
+	// Registerer receives the metrics; nil means none.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Server is the workload-discovery server.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	cache cachev3.SnapshotCache
+	xds   serverv3.Server
+
+	mu      sync.Mutex
+	version uint64
+	nodes   map[string]*NodeStatus // by node
+	streams map[int64]*stream
+	mesh    *translate.Mesh
+
+	m metrics
+}
+
+type stream struct {
+	node    string            // the node the caller may act for
+	counted bool              // the stream counts in its node's Streams (after its first request)
+	sent    map[string]string // nonce → version
+}
+
+type metrics struct {
+	pushes   prometheus.Counter
+	pushTime prometheus.Histogram
+	agents   prometheus.GaugeFunc
+	acks     prometheus.Counter
+	nacks    prometheus.Counter
+	ackDelay prometheus.Histogram
+}
+
+// New returns a Server; register it on a gRPC server with Register.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Authenticate == nil {
+		return nil, fmt.Errorf("xds: Options.Authenticate is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, log: opts.Logger, nodes: map[string]*NodeStatus{}, streams: map[int64]*stream{}}
+	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{opts.Logger})
+	s.xds = serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
+		DeltaStreamOpenFunc:     s.onOpen,
+		DeltaStreamClosedFunc:   s.onClosed,
+		StreamDeltaRequestFunc:  s.onRequest,
+		StreamDeltaResponseFunc: s.onResponse,
+		StreamOpenFunc: func(context.Context, int64, string) error {
+			return status.Error(codes.Unimplemented, "workload discovery is served over delta ADS only (DeltaAggregatedResources)")
+		},
+	})
+	s.m = metrics{
+		pushes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_controller_xds_pushes_total", Help: "Snapshots pushed to the cache (one per change batch)."}),
+		pushTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "weft_controller_xds_push_seconds", Help: "Time to compute and set the per-node snapshots of one push.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		agents: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weft_controller_xds_connected_agents", Help: "Node agents with an open xDS stream."}, func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			n := 0
+			for _, st := range s.nodes {
+				if st.Streams > 0 {
+					n++
+				}
+			}
+			return float64(n)
+		}),
+		acks:     prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_controller_xds_acks_total", Help: "Responses accepted by agents."}),
+		nacks:    prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_controller_xds_nacks_total", Help: "Responses rejected by agents."}),
+		ackDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "weft_controller_xds_push_to_ack_seconds", Help: "Time from a push to the agent's ACK of it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.m.pushes, s.m.pushTime, s.m.agents, s.m.acks, s.m.nacks, s.m.ackDelay} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return s, nil
+}
+
+// Register registers the ADS service on g.
+func (s *Server) Register(g *grpc.Server) {
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+}
+
+// Push sets a snapshot of m for each of nodes and for every node with a connected agent.
+// Agents receive what changed for them.
+func (s *Server) Push(ctx context.Context, m *translate.Mesh, nodes []string) {
+	start := time.Now()
+	s.mu.Lock()
+	s.version++
+	version := strconv.FormatUint(s.version, 10)
+	s.mesh = m
+	targets := map[string]bool{}
+	for _, n := range nodes {
+		targets[n] = true
+	}
+	for n, st := range s.nodes {
+		if st.Streams > 0 {
+			targets[n] = true
+		}
+	}
+	for n, st := range s.nodes { // nodes gone from the cluster with no agent left
+		if !targets[n] {
+			s.cache.ClearSnapshot(n)
+			if st.Streams == 0 {
+				delete(s.nodes, n)
+			}
+		}
+	}
+	for n := range targets {
+		st := s.node(n)
+		st.Pushed, st.PushedAt = version, start
+	}
+	s.mu.Unlock()
+	for n := range targets {
+		rs := m.ForNode(n)
+		s.mu.Lock()
+		s.node(n).Resources = len(rs)
+		s.mu.Unlock()
+		if err := s.cache.SetSnapshot(ctx, n, newSnapshot(version, rs)); err != nil {
+			s.log.Error("set snapshot", "node", n, "err", err)
+		}
+	}
+	s.m.pushes.Inc()
+	s.m.pushTime.Observe(time.Since(start).Seconds())
+}
+
+// Mesh returns the last mesh pushed, nil before the first push.
+func (s *Server) Mesh() *translate.Mesh {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mesh
+}
+
+// Statuses returns where every node's configuration stands.
+func (s *Server) Statuses() []NodeStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sortedStatuses(s.nodes)
+}
+
+// node returns the status of node, creating it. s.mu is held.
+func (s *Server) node(n string) *NodeStatus {
+	st := s.nodes[n]
+	if st == nil {
+		st = &NodeStatus{Node: n}
+		s.nodes[n] = st
+	}
+	return st
+}
+
+func (s *Server) onOpen(ctx context.Context, id int64, typeURL string) error {
+	node, err := s.opts.Authenticate(ctx)
+	if err != nil {
+		s.log.Warn("xds stream refused", "stream", id, "err", err)
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.streams[id] = &stream{node: node, sent: map[string]string{}}
+	return nil
+}
+
+func (s *Server) onClosed(id int64, _ *core.Node) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[id]
+	delete(s.streams, id)
+	if st == nil {
+		return
+	}
+	if ns := s.nodes[st.node]; ns != nil && st.counted {
+		ns.Streams--
+		s.log.Info("agent disconnected", "node", st.node, "stream", id)
+	}
+}
+
+func (s *Server) onRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	if req.GetTypeUrl() != api.AddressType {
+		return status.Errorf(codes.InvalidArgument, "type %q is not served; subscribe to %s", req.GetTypeUrl(), api.AddressType)
+	}
+	s.mu.Lock()
+	st := s.streams[id]
+	if st == nil {
+		s.mu.Unlock()
+		return status.Error(codes.Internal, "unknown stream")
+	}
+	if req.GetNode() != nil && req.GetNode().GetId() != st.node {
+		s.mu.Unlock()
+		s.log.Warn("xds stream refused: node mismatch", "stream", id, "asked", req.GetNode().GetId(), "allowed", st.node)
+		return status.Errorf(codes.PermissionDenied, "node %q: the caller may subscribe only as node %q (its own)", req.GetNode().GetId(), st.node)
+	}
+	ns := s.node(st.node)
+	newNode := false
+	if !st.counted { // first request of the stream
+		st.counted = true
+		ns.Streams++
+		if ns.Streams == 1 {
+			ns.ConnectedSince = time.Now()
+		}
+		newNode = ns.Pushed == ""
+		s.log.Info("agent connected", "node", st.node, "stream", id, "known", len(req.GetInitialResourceVersions()))
+	} else if version, ok := st.sent[req.GetResponseNonce()]; ok {
+		delete(st.sent, req.GetResponseNonce())
+		now := time.Now()
+		if req.GetErrorDetail() != nil {
+			ns.Nacked, ns.NackError, ns.NackedAt = version, req.GetErrorDetail().GetMessage(), now
+			s.m.nacks.Inc()
+			s.log.Warn("agent rejected configuration", "node", st.node, "version", version, "reason", ns.NackError)
+		} else {
+			ns.Acked, ns.AckedAt = version, now
+			ns.Nacked, ns.NackError = "", ""
+			s.m.acks.Inc()
+			if version == ns.Pushed {
+				s.m.ackDelay.Observe(now.Sub(ns.PushedAt).Seconds())
+			}
+		}
+	}
+	node := st.node
+	s.mu.Unlock()
+	if newNode && s.opts.NewNode != nil {
+		s.opts.NewNode(node)
+	}
+	return nil
+}
+
+func (s *Server) onResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[id]
+	if st == nil {
+		return
+	}
+	st.sent[resp.GetNonce()] = resp.GetSystemVersionInfo()
+	ns := s.node(st.node)
+	ns.Sent, ns.SentAt = resp.GetSystemVersionInfo(), time.Now()
+}
+
+// cacheLogger sends go-control-plane's logs to slog at debug level (its Info is per watch).
+type cacheLogger struct{ l *slog.Logger }
+
+func (c cacheLogger) Debugf(format string, args ...any) { c.debug(format, args) }
+func (c cacheLogger) Infof(format string, args ...any)  { c.debug(format, args) }
+func (c cacheLogger) debug(format string, args []any) {
+	if c.l.Enabled(context.Background(), slog.LevelDebug) {
+		c.l.Debug("xds cache: " + fmt.Sprintf(format, args...))
+	}
+}
+func (c cacheLogger) Warnf(format string, args ...any) {
+	c.l.Warn("xds cache: " + fmt.Sprintf(format, args...))
+}
+func (c cacheLogger) Errorf(format string, args ...any) {
+	c.l.Error("xds cache: " + fmt.Sprintf(format, args...))
+}
