@@ -9,7 +9,8 @@
 //
 // [FileCA] is a CAClient that signs locally with a CA certificate and key read from PEM files,
 // for tests, the demo and a node agent running without a controller; [CreateRootCA] writes a
-// self-signed root for it.
+// self-signed root for it. [GRPCCA] is the CAClient of the controller's CA over gRPC, with
+// [TokenCredentials] sending the node agent's service-account token on every call.
 package identity
 
 import (
