@@ -1,6 +1,8 @@
 // Command weft-nodeagent is Weft's node agent (one per node, as a privileged hostNetwork
-// DaemonSet); see package nodeagent/agent. Until the controller serves its configuration over
-// xDS, it reads a local file (package nodeagent/config) and signs certificates with a file CA.
+// DaemonSet); see package nodeagent/agent. With -controller it receives its configuration from
+// the controller over delta xDS and its certificates from the controller's CA; without, it
+// reads a local file (package nodeagent/config) and signs with a file CA, for running with no
+// controller.
 package main
 
 import (
@@ -18,12 +20,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/nodeagent/admin"
 	"github.com/weftmesh/weft/nodeagent/agent"
 	"github.com/weftmesh/weft/nodeagent/config"
 	"github.com/weftmesh/weft/nodeagent/datapath"
 	"github.com/weftmesh/weft/nodeagent/enroll"
 	"github.com/weftmesh/weft/nodeagent/identity"
+	"github.com/weftmesh/weft/nodeagent/xds"
 )
 
 func main() {
@@ -37,9 +41,12 @@ func run() error {
 	exe, _ := os.Executable()
 	var (
 		node        = flag.String("node", os.Getenv("NODE_NAME"), "this node's name (required)")
-		configFile  = flag.String("config", "/var/run/weft/config.yaml", "local configuration file")
-		caCert      = flag.String("ca-cert", "/etc/weft/ca/ca.crt", "file CA certificate (PEM)")
-		caKey       = flag.String("ca-key", "/etc/weft/ca/ca.key", "file CA private key (PEM)")
+		controller  = flag.String("controller", "", "the controller's xDS and CA address, e.g. weft-controller.weft-system.svc:15012 (empty: local file and file CA)")
+		rootFile    = flag.String("controller-root", "/etc/weft/ca-root/"+api.RootCertKey, "PEM roots that verify the controller (ConfigMap "+api.RootCertConfigMap+")")
+		tokenFile   = flag.String("token", "/var/run/secrets/tokens/weft-token", "service-account token (audience "+api.TokenAudience+") presented to the controller")
+		configFile  = flag.String("config", "/var/run/weft/config.yaml", "local configuration file (without -controller)")
+		caCert      = flag.String("ca-cert", "/etc/weft/ca/ca.crt", "file CA certificate, PEM (without -controller)")
+		caKey       = flag.String("ca-key", "/etc/weft/ca/ca.key", "file CA private key, PEM (without -controller)")
 		trustDomain = flag.String("trust-domain", "cluster.local", "SPIFFE trust domain")
 		cgroup      = flag.String("cgroup", "/sys/fs/cgroup", "the node's cgroup v2 root, where capture attaches")
 		pins        = flag.String("bpffs-dir", "/sys/fs/bpf/weft", "bpffs directory for pinned maps and links")
@@ -66,9 +73,26 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("-trust-domain: %w", err)
 	}
-	ca, err := identity.NewFileCA(identity.FileCAConfig{TrustDomain: td, CertFile: *caCert, KeyFile: *caKey})
-	if err != nil {
-		return err
+	var (
+		ca     identity.CAClient
+		source interface {
+			config.Source
+			config.StatusReporter
+		}
+	)
+	if *controller != "" {
+		conn, err := xds.Dial(xds.DialOptions{Target: *controller, RootFile: *rootFile, PerRPC: identity.TokenCredentials{File: *tokenFile}})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ca = identity.NewGRPCCA(conn)
+		source = xds.NewSource(conn, *controller, xds.Options{Node: *node, Logger: log})
+	} else {
+		if ca, err = identity.NewFileCA(identity.FileCAConfig{TrustDomain: td, CertFile: *caCert, KeyFile: *caKey}); err != nil {
+			return err
+		}
+		source = config.NewFileSource(*configFile, config.FileOptions{Logger: log})
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -76,12 +100,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	source := config.NewFileSource(*configFile, config.FileOptions{Logger: log})
 	dpc := datapath.Config{CgroupPath: *cgroup, PinDir: *pins} // marks and ports: defaults
 	a, err := agent.New(agent.Config{
 		Node: *node, Source: source, CA: ca, TrustDomain: *trustDomain, Datapath: dpc,
 		CNISocket: *cniSocket, CNIPlugin: *cniPlugin, CNIBinDir: *cniBinDir, CNIConfDir: *cniConfDir,
-		NetNSDirs: []string{*netnsDir}, Metrics: metrics, Logger: log,
+		NetNSDirs: []string{*netnsDir}, DescribesAllPods: *controller != "", Metrics: metrics, Logger: log,
 	})
 	if err != nil {
 		return err

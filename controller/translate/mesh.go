@@ -90,7 +90,7 @@ func Build(in Input, o Options) *Mesh {
 			continue
 		}
 		m.Resources[uid] = r
-		if w.TunnelProtocol == workloadv1.TunnelProtocol_HBONE {
+		if w.TunnelProtocol == workloadv1.TunnelProtocol_HBONE && len(w.Addresses) > 0 {
 			shared[uid] = true
 		}
 	}

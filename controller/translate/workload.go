@@ -34,8 +34,10 @@ func Enrolled(pod *corev1.Pod, nsLabels map[string]string) bool {
 	return nsLabels[api.LabelDataplaneMode] == api.DataplaneModeAmbient
 }
 
-// workload translates a pod. It returns nil for a pod that is not a workload (yet): no IP,
-// finished, or host-network (it shares the node's address). Problems that do not prevent the
+// workload translates a pod. It returns nil for a pod that is not a workload (yet): not
+// scheduled, finished, or host-network (it shares the node's address). A pod scheduled but not
+// started has no address yet: its node's agent gets it anyway, to enroll it from the CNI
+// plugin's report before its containers start. Problems that do not prevent the
 // translation (a malformed annotation) are returned as warnings.
 func workload(pod *corev1.Pod, nsLabels map[string]string, pa *peerAuthIndex, o Options) (*workloadv1.Workload, []error) {
 	if pod.Spec.HostNetwork || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
@@ -52,8 +54,8 @@ func workload(pod *corev1.Pod, nsLabels map[string]string, pa *peerAuthIndex, o 
 			addrs = append(addrs, a.String())
 		}
 	}
-	if len(addrs) == 0 {
-		return nil, nil
+	if len(addrs) == 0 && pod.Spec.NodeName == "" {
+		return nil, nil // not scheduled yet
 	}
 	w := &workloadv1.Workload{
 		Uid:               WorkloadUID(o.ClusterID, pod.Namespace, pod.Name),

@@ -8,6 +8,7 @@ package xds
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -53,6 +54,7 @@ type Server struct {
 	mu      sync.Mutex
 	version uint64
 	nodes   map[string]*NodeStatus // by node
+	digests map[string]uint64      // by node: digest of the resources of its newest snapshot
 	streams map[int64]*stream
 	mesh    *translate.Mesh
 
@@ -82,7 +84,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger, nodes: map[string]*NodeStatus{}, streams: map[int64]*stream{}}
+	s := &Server{opts: opts, log: opts.Logger, nodes: map[string]*NodeStatus{}, digests: map[string]uint64{}, streams: map[int64]*stream{}}
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{opts.Logger})
 	s.xds = serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
 		DeltaStreamOpenFunc:     s.onOpen,
@@ -146,27 +148,46 @@ func (s *Server) Push(ctx context.Context, m *translate.Mesh, nodes []string) {
 	for n, st := range s.nodes { // nodes gone from the cluster with no agent left
 		if !targets[n] {
 			s.cache.ClearSnapshot(n)
+			delete(s.digests, n)
 			if st.Streams == 0 {
 				delete(s.nodes, n)
 			}
 		}
 	}
-	for n := range targets {
-		st := s.node(n)
-		st.Pushed, st.PushedAt = version, start
-	}
 	s.mu.Unlock()
 	for n := range targets {
 		rs := m.ForNode(n)
+		d := digest(rs)
 		s.mu.Lock()
-		s.node(n).Resources = len(rs)
+		st := s.node(n)
+		unchanged := st.Pushed != "" && s.digests[n] == d
+		if !unchanged {
+			st.Pushed, st.PushedAt, st.Resources = version, start, len(rs)
+			s.digests[n] = d
+		}
 		s.mu.Unlock()
+		if unchanged {
+			continue // the node's agent has (or is being sent) exactly this
+		}
 		if err := s.cache.SetSnapshot(ctx, n, newSnapshot(version, rs)); err != nil {
 			s.log.Error("set snapshot", "node", n, "err", err)
 		}
 	}
 	s.m.pushes.Inc()
 	s.m.pushTime.Observe(time.Since(start).Seconds())
+}
+
+// digest sums a hash of every resource name and version: equal for equal sets, in any order.
+func digest(rs map[string]translate.Resource) uint64 {
+	var sum uint64
+	for name, r := range rs {
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write([]byte(r.Version))
+		sum += h.Sum64()
+	}
+	return sum
 }
 
 // Mesh returns the last mesh pushed, nil before the first push.

@@ -45,8 +45,13 @@ type Config struct {
 	CNIBinDir   string          // /opt/cni/bin
 	CNIConfDir  string          // /etc/cni/net.d
 	NetNSDirs   []string        // scanned at start, e.g. /var/run/netns
-	Metrics     *admin.Metrics
-	Logger      *slog.Logger
+	// DescribesAllPods says that Source describes every pod of the node as soon as it is
+	// scheduled (the controller does): a new pod's CNI ADD then waits for its description and
+	// is refused when none comes. Without it (a local file), an undescribed pod starts
+	// unenrolled.
+	DescribesAllPods bool
+	Metrics          *admin.Metrics
+	Logger           *slog.Logger
 }
 
 // Agent is a running node agent.
@@ -60,8 +65,15 @@ type Agent struct {
 
 	mu        sync.Mutex
 	sandboxes map[netip.Addr]string // pod address → netns path, from CNI events and scans
+	pods      map[string]sandbox    // "namespace/name" → sandbox, from CNI events
 	served    map[string]*served    // by workload UID
 	ready     bool
+}
+
+// sandbox is a pod's network namespace as the CNI plugin reported it.
+type sandbox struct {
+	netns string
+	ips   []netip.Addr
 }
 
 type served struct {
@@ -78,7 +90,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.CNISocket == "" {
 		cfg.CNISocket = enroll.DefaultSocket
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, store: &state.Store{}, sandboxes: map[netip.Addr]string{}, served: map[string]*served{}}
+	a := &Agent{cfg: cfg, log: cfg.Logger, store: &state.Store{}, sandboxes: map[netip.Addr]string{}, pods: map[string]sandbox{}, served: map[string]*served{}}
 	dp, err := datapath.Attach(cfg.Datapath)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -221,7 +233,7 @@ func (a *Agent) reconcileLocked(scan bool) {
 			continue
 		}
 		want[w.UID] = w
-		if _, ok := a.served[w.UID]; !ok && a.sandboxOfLocked(w) == "" {
+		if _, ok := a.served[w.UID]; !ok && !a.hasSandboxLocked(w) {
 			missing = append(missing, w.Addresses...)
 		}
 	}
@@ -235,8 +247,10 @@ func (a *Agent) reconcileLocked(scan bool) {
 		}
 	}
 	for uid, s := range a.served {
+		// A pod enrolled from its CNI report before the controller knew its addresses keeps
+		// them when they arrive.
 		w, ok := want[uid]
-		if !ok || !slices.Equal(w.Addresses, s.addrs) {
+		if !ok || len(w.Addresses) > 0 && !sameAddrs(w.Addresses, s.addrs) {
 			a.unenrollLocked(uid)
 		}
 	}
@@ -244,27 +258,44 @@ func (a *Agent) reconcileLocked(scan bool) {
 		if _, ok := a.served[uid]; ok {
 			continue
 		}
-		path := a.sandboxOfLocked(w)
+		path, addrs := a.sandboxOfLocked(w)
 		if path == "" {
 			continue // not started yet: the CNI plugin will tell us
 		}
-		if err := a.enrollLocked(w, path); err != nil {
+		if err := a.enrollLocked(w, path, addrs); err != nil {
 			a.log.Warn("enroll", "pod", w.Namespace+"/"+w.Name, "err", err)
 		}
 	}
 }
 
-func (a *Agent) sandboxOfLocked(w *state.Workload) string {
+// sandboxOfLocked returns the network namespace of w's pod and its addresses: found by
+// address, or, for a pod the controller knows only by name so far, by name from its CNI report.
+func (a *Agent) sandboxOfLocked(w *state.Workload) (string, []netip.Addr) {
 	for _, ip := range w.Addresses {
 		if p, ok := a.sandboxes[ip]; ok {
-			return p
+			return p, w.Addresses
 		}
 	}
-	return ""
+	if len(w.Addresses) == 0 {
+		if sb, ok := a.pods[w.Namespace+"/"+w.Name]; ok {
+			return sb.netns, sb.ips
+		}
+	}
+	return "", nil
 }
 
-// enrollLocked opens the pod's listeners, fetches its certificate and turns capture on.
-func (a *Agent) enrollLocked(w *state.Workload, path string) error {
+func (a *Agent) hasSandboxLocked(w *state.Workload) bool {
+	p, _ := a.sandboxOfLocked(w)
+	return p != ""
+}
+
+func sameAddrs(a, b []netip.Addr) bool {
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(x netip.Addr) bool { return !slices.Contains(b, x) })
+}
+
+// enrollLocked opens the pod's listeners, fetches its certificate and turns capture on for the
+// pod's addresses addrs.
+func (a *Agent) enrollLocked(w *state.Workload, path string, addrs []netip.Addr) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if _, err := a.certs.Get(ctx, w.Identity()); err != nil {
@@ -283,10 +314,7 @@ func (a *Agent) enrollLocked(w *state.Workload, path string) error {
 	if err != nil {
 		return err
 	}
-	ipv6 := false
-	for _, addr := range w.Addresses {
-		ipv6 = ipv6 || addr.Is6()
-	}
+	ipv6 := slices.ContainsFunc(addrs, netip.Addr.Is6)
 	pod, err := a.proxy.OpenPod(ctx, w.UID, path, cookie, a.dp.AgentListenConfig(), ipv6)
 	if err != nil {
 		return err
@@ -297,7 +325,7 @@ func (a *Agent) enrollLocked(w *state.Workload, path string) error {
 	}
 	dpPod, err := a.dp.EnrollPod(datapath.PodConfig{
 		NetNSPath:            path,
-		IPs:                  w.Addresses,
+		IPs:                  addrs,
 		Gateways:             gateways,
 		ExcludeInboundPorts:  w.ExcludeInboundPorts,
 		ExcludeOutboundPorts: w.ExcludeOutboundPorts,
@@ -308,7 +336,7 @@ func (a *Agent) enrollLocked(w *state.Workload, path string) error {
 		return err
 	}
 	a.proxy.Serve(pod)
-	a.served[w.UID] = &served{pod: pod, dp: dpPod, addrs: w.Addresses}
+	a.served[w.UID] = &served{pod: pod, dp: dpPod, addrs: addrs}
 	a.log.Info("enrolled", "pod", w.Namespace+"/"+w.Name, "identity", w.Identity().String(), "netns", path)
 	return nil
 }
@@ -343,35 +371,88 @@ func (a *Agent) forgetStaleLocked() {
 	}
 }
 
-// onCNI handles the plugin's report of a new or deleted sandbox. An ADD returns once the pod is
-// enrolled (or is not ambient), so its containers start captured.
-func (a *Agent) onCNI(_ context.Context, ev enroll.Event) error {
+// onCNI handles the plugin's report of a new or deleted sandbox.
+func (a *Agent) onCNI(ctx context.Context, ev enroll.Event) error {
+	if ev.Op == enroll.OpAdd {
+		return a.cniAdd(ctx, ev)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	switch ev.Op {
-	case enroll.OpAdd:
-		for _, ip := range ev.IPs {
-			a.sandboxes[ip] = ev.NetNS
+	for _, ip := range ev.IPs {
+		delete(a.sandboxes, ip)
+	}
+	delete(a.pods, ev.Namespace+"/"+ev.Name)
+	for uid, s := range a.served {
+		if s.pod.NetNS == ev.NetNS {
+			a.unenrollLocked(uid)
 		}
-		if !a.ready {
-			return nil // enrolled once the first config arrives
-		}
-		a.reconcileLocked(false)
-		for _, ip := range ev.IPs {
-			if w, ok := a.store.Load().WorkloadByIP(ip); ok && w.Enrolled() && w.Node == a.cfg.Node {
-				if _, served := a.served[w.UID]; !served {
-					return fmt.Errorf("pod %s/%s could not be enrolled (see the agent's log)", ev.Namespace, ev.Name)
+	}
+	return nil
+}
+
+// Pods of these namespaces start without waiting for the controller: the controller and the
+// cluster DNS it is reached by must be able to start while it is away.
+var systemNamespaces = []string{"kube-system", "weft-system"}
+
+// cniAddWait bounds how long a CNI ADD waits for the controller to describe a new pod.
+const cniAddWait = 5 * time.Second
+
+// cniAdd returns once the new pod is enrolled, or known not to be in the mesh, so that its
+// containers start captured. The controller describes a pod to its node's agent as soon as it
+// is scheduled, before it has an address; the agent enrolls it with the addresses the CNI
+// plugin reports. A pod the agent cannot classify yet (the controller is away, or slow) is
+// refused: the kubelet retries the sandbox, and the pod never runs outside the mesh it belongs
+// to. Pods of system namespaces are exempt, and so is every pod when the source does not
+// describe all pods (Config.DescribesAllPods).
+func (a *Agent) cniAdd(ctx context.Context, ev enroll.Event) error {
+	key := ev.Namespace + "/" + ev.Name
+	a.mu.Lock()
+	for _, ip := range ev.IPs {
+		a.sandboxes[ip] = ev.NetNS
+	}
+	a.pods[key] = sandbox{netns: ev.NetNS, ips: ev.IPs}
+	a.mu.Unlock()
+	wait := a.cfg.DescribesAllPods && !slices.Contains(systemNamespaces, ev.Namespace)
+	deadline := time.Now().Add(cniAddWait)
+	for {
+		a.mu.Lock()
+		if a.ready {
+			if w := a.localWorkload(ev.Namespace, ev.Name, ev.IPs); w != nil {
+				defer a.mu.Unlock()
+				if !w.Enrolled() {
+					return nil
 				}
+				a.reconcileLocked(false)
+				if _, ok := a.served[w.UID]; !ok {
+					return fmt.Errorf("pod %s could not be enrolled (see the agent's log)", key)
+				}
+				return nil
 			}
 		}
-	case enroll.OpDel:
-		for _, ip := range ev.IPs {
-			delete(a.sandboxes, ip)
+		a.mu.Unlock()
+		if !wait {
+			return nil // enrolled when its workload arrives, if it is in the mesh
 		}
-		for uid, s := range a.served {
-			if s.pod.NetNS == ev.NetNS {
-				a.unenrollLocked(uid)
-			}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			a.log.Warn("pod refused: not described by the controller yet", "pod", key, "waited", cniAddWait)
+			return fmt.Errorf("pod %s: the controller has not described it to this node's agent yet (is the controller reachable?); the kubelet retries", key)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// localWorkload returns the workload of this node for a pod, by name or by address. a.mu is
+// held.
+func (a *Agent) localWorkload(namespace, name string, ips []netip.Addr) *state.Workload {
+	snap := a.store.Load()
+	for _, ip := range ips {
+		if w, ok := snap.WorkloadByIP(ip); ok && w.Node == a.cfg.Node {
+			return w
+		}
+	}
+	for _, w := range snap.LocalWorkloads(a.cfg.Node) {
+		if w.Namespace == namespace && w.Name == name {
+			return w
 		}
 	}
 	return nil

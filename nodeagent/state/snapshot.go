@@ -182,8 +182,10 @@ func validateWorkload(p *Problems, path string, w *Workload) {
 	if id, err := w.identity(); err == nil {
 		w.id = id
 	}
-	if len(w.Addresses) == 0 {
-		p.Add(path+".addresses", "empty; list the workload's IP addresses")
+	if len(w.Addresses) == 0 && w.Node == "" {
+		// A pod scheduled to a node but not started yet has no address: its agent learns it
+		// from the CNI plugin and enrolls the pod before its containers start.
+		p.Add(path+".addresses", "empty; list the workload's IP addresses (only a workload with a node, a pod not started yet, may have none)")
 	}
 	validateAddrs(p, path+".addresses", w.Addresses, "the workload's IP address")
 	if !enumValid(tunnelProtocolNames, w.TunnelProtocol) {

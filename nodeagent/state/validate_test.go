@@ -27,7 +27,14 @@ func TestValidate(t *testing.T) {
 				`workloads[4].uid: missing; set a unique id, e.g. "Kubernetes//Pod/<namespace>/<name>"`,
 				`workloads[4].name: missing; set the workload's (pod's) name`,
 				`workloads[4].namespace: missing; set the workload's namespace`,
-				`workloads[4].addresses: empty; list the workload's IP addresses`,
+				`workloads[4].addresses: empty; list the workload's IP addresses (only a workload with a node, a pod not started yet, may have none)`,
+			},
+		},
+		{
+			name: "pod not started yet: no address, with a node",
+			mutate: func(ws []*Workload, ss []*Service) ([]*Workload, []*Service) {
+				ws = append(ws, &Workload{UID: "Kubernetes//Pod/shop/new", Name: "new", Namespace: "shop", Node: "node-a", TunnelProtocol: TunnelHBONE})
+				return ws, ss
 			},
 		},
 		{

@@ -14,16 +14,15 @@ import (
 )
 
 // MeshSwitch moves the benchmark's namespace in and out of Weft's data path between load points,
-// the way a user would: the namespace label istio.io/dataplane-mode=ambient, then the agents'
-// configuration derived from the cluster (mesh.Apply). The pods keep running; unenrolled, their
+// the way a user would: the namespace label istio.io/dataplane-mode=ambient, which the controller
+// pushes to the agents. The pods keep running; unenrolled, their
 // traffic is plain again. After each switch it checks with a request from the client pod and the
 // server node agent's metrics that the path is the one asked for.
 type MeshSwitch struct {
 	Cluster *harness.Cluster
 	Target  Target
 	Fortio  string // host path of fortio, for the check request
-	// Settle is the wait after writing the configuration before the first check (the agents
-	// poll their file every 200 ms).
+	// Settle is the wait after changing the label before the first check.
 	Settle time.Duration
 	// Timeout bounds the checks of one switch.
 	Timeout time.Duration
@@ -35,14 +34,14 @@ const (
 	mutualTLS         = `connection_security_policy="mutual_tls"`
 )
 
-// Enroll labels the namespace ambient, applies the configuration and waits until a new
+// Enroll labels the namespace ambient and waits until a new
 // connection from the client pod to the server arrives at the server node's agent over mTLS.
 func (m *MeshSwitch) Enroll(ctx context.Context) error {
 	if err := mesh.SetAmbient(ctx, m.Cluster, m.Target.Namespace, true); err != nil {
 		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
 	}
-	if err := m.apply(ctx); err != nil {
-		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
+	if sleep(ctx, m.Settle); ctx.Err() != nil {
+		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, ctx.Err())
 	}
 	if err := m.check(ctx, true); err != nil {
 		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
@@ -50,27 +49,19 @@ func (m *MeshSwitch) Enroll(ctx context.Context) error {
 	return nil
 }
 
-// Unenroll removes the namespace's label, applies the configuration and waits until a new
+// Unenroll removes the namespace's label and waits until a new
 // connection from the client pod reaches the server without passing the server node's agent.
 func (m *MeshSwitch) Unenroll(ctx context.Context) error {
 	if err := mesh.SetAmbient(ctx, m.Cluster, m.Target.Namespace, false); err != nil {
 		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
 	}
-	if err := m.apply(ctx); err != nil {
-		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
+	if sleep(ctx, m.Settle); ctx.Err() != nil {
+		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, ctx.Err())
 	}
 	if err := m.check(ctx, false); err != nil {
 		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
 	}
 	return nil
-}
-
-func (m *MeshSwitch) apply(ctx context.Context) error {
-	if err := mesh.Apply(ctx, m.Cluster, nil); err != nil {
-		return fmt.Errorf("apply mesh configuration: %w", err)
-	}
-	sleep(ctx, m.Settle)
-	return ctx.Err()
 }
 
 // check sends requests from the client pod until one is counted as an mTLS connection by the

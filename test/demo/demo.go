@@ -57,6 +57,10 @@ type PodPlacement struct {
 // Run deploys the sample app into c, sends traffic and writes the report to out.
 func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, out io.Writer) (*Result, error) {
 	start := time.Now()
+	progress.Step("installing Weft: CRDs (deploy/crds), controller and node agents (deploy/manifests/weft.yaml)")
+	if err := mesh.Install(ctx, c); err != nil {
+		return nil, err
+	}
 	progress.Step("deploying the sample app (gw, books v1/v2, ratings v1/v2) into namespace %s", Namespace)
 	if err := c.Apply(ctx, Namespace, SampleManifest); err != nil {
 		return nil, err
@@ -74,13 +78,6 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 		if err := c.WaitServiceReady(ctx, Namespace, svc, 1, time.Minute); err != nil {
 			return nil, err
 		}
-	}
-	if err := mesh.Apply(ctx, c, nil); err != nil {
-		return nil, err
-	}
-	progress.Step("installing Weft's node agent (deploy/manifests/nodeagent.yaml)")
-	if err := mesh.InstallNodeAgent(ctx, c); err != nil {
-		return nil, err
 	}
 	res := &Result{DeployFor: time.Since(start)}
 	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{})

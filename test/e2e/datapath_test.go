@@ -23,27 +23,27 @@ import (
 	"github.com/weftmesh/weft/test/mesh"
 )
 
-// dumpAgentLogs prints the node agents' logs when the test failed.
+// dumpAgentLogs prints the logs of the controller and the node agents when the test failed.
 func dumpAgentLogs(t *testing.T, c *harness.Cluster) {
 	if !t.Failed() {
 		return
 	}
 	ctx := context.Background()
-	pods, err := c.Client.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{LabelSelector: "app=weft-nodeagent"})
+	pods, err := c.Client.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return
 	}
 	for _, p := range pods.Items {
-		if b, err := c.ContainerLog(ctx, p.Namespace, p.Name, "nodeagent"); err == nil {
+		if b, err := c.ContainerLog(ctx, p.Namespace, p.Name, p.Spec.Containers[0].Name); err == nil {
 			t.Logf("log of %s on %s:\n%s", p.Name, p.Spec.NodeName, b)
 		}
 	}
 }
 
-// applyMeshConfig writes the agents' configuration derived from the cluster now.
-func applyMeshConfig(t *testing.T, ctx context.Context, c *harness.Cluster, modes map[string]string) {
+// waitSynced waits until every node agent has the cluster as it is now (see mesh.WaitSynced).
+func waitSynced(t *testing.T, ctx context.Context, c *harness.Cluster) {
 	t.Helper()
-	if err := mesh.Apply(ctx, c, modes); err != nil {
+	if err := mesh.WaitSynced(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -88,11 +88,11 @@ func TestPrivilegedDataPath(t *testing.T) {
 	if err := mesh.SetAmbient(ctx, c, demo.Namespace, true); err != nil {
 		t.Fatal(err)
 	}
-	applyMeshConfig(t, ctx, c, nil)
 	t.Cleanup(func() { dumpAgentLogs(t, c) })
-	if err := mesh.InstallNodeAgent(ctx, c); err != nil {
+	if err := mesh.Install(ctx, c); err != nil {
 		t.Fatal(err)
 	}
+	waitSynced(t, ctx, c)
 
 	pods, err := c.Client.CoreV1().Pods(demo.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -166,7 +166,7 @@ func TestPrivilegedDataPath(t *testing.T) {
 			t.Errorf("plain → books: %d of 3 ok, peers %v", r.OK, r.Peers)
 		}
 		m := agentMetrics(t, ctx, c.Node(cross.Spec.NodeName))
-		if len(mesh.MetricLines(m, "istio_tcp_connections_opened_total", `reporter="destination"`, `connection_security_policy="none"`, `destination_workload="books"`)) == 0 {
+		if len(mesh.MetricLines(m, "istio_tcp_connections_opened_total", `reporter="destination"`, `connection_security_policy="none"`, `destination_canonical_service="books"`)) == 0 {
 			t.Error("no plaintext connection counted at the destination")
 		}
 	})
@@ -177,7 +177,9 @@ func TestPrivilegedDataPath(t *testing.T) {
 		}
 	})
 	t.Run("non-ambient to STRICT refused", func(t *testing.T) {
-		applyMeshConfig(t, ctx, c, map[string]string{demo.Namespace: "STRICT"})
+		if err := mesh.SetPeerAuthentication(ctx, c, demo.Namespace, "STRICT"); err != nil {
+			t.Fatal(err)
+		}
 		err := harness.WaitFor(ctx, 10*time.Second, "STRICT in force", func(ctx context.Context) (bool, error) {
 			return clientFrom(t, ctx, c, plain, crossURL, 1).OK == 0, nil
 		})
@@ -251,7 +253,6 @@ func testUnenroll(t *testing.T, ctx context.Context, c *harness.Cluster, gw, dst
 	if err := mesh.SetAmbient(ctx, c, demo.Namespace, false); err != nil {
 		t.Fatal(err)
 	}
-	applyMeshConfig(t, ctx, c, nil)
 	gwAgent := c.Node(gw.Spec.NodeName)
 	handled := func() float64 {
 		return mesh.CounterSum(agentMetrics(t, ctx, gwAgent), "istio_tcp_connections_opened_total", `reporter="source"`, `source_workload="gw"`)
@@ -302,7 +303,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	applyMeshConfig(t, ctx, c, nil) // the agents learn the new (non-mesh) workload
+	waitSynced(t, ctx, c) // the agents learn the new (non-mesh) workload
 	return *pod
 }
 
@@ -336,8 +337,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	applyMeshConfig(t, ctx, c, nil)
-	time.Sleep(500 * time.Millisecond) // the agents poll their config file every 200 ms
+	waitSynced(t, ctx, c)
 
 	capture := filepath.Join(t.TempDir(), "underlay.pcap")
 	stop := startCapture(t, c, src.Spec.NodeName, capture)
@@ -381,7 +381,7 @@ spec:
 	if err != nil || len(agents.Items) != 1 {
 		t.Fatalf("agent of %s: %v", dstNode, err)
 	}
-	want := `"msg":"unenrolled","uid":"` + string(sink.UID) + `"`
+	want := `"msg":"unenrolled","uid":"Kubernetes//Pod/` + demo.Namespace + `/sink"`
 	err = harness.WaitFor(ctx, 30*time.Second, "sink unenrolled after deletion", func(ctx context.Context) (bool, error) {
 		log, err := c.ContainerLog(ctx, "weft-system", agents.Items[0].Name, "nodeagent")
 		return err == nil && strings.Contains(string(log), want), err

@@ -155,6 +155,15 @@ func (n *Node) configureNetwork() error {
 	if err := addAddr("lo", APIServerVIP.String()+"/32"); err != nil {
 		return err
 	}
+	// Host-network processes (the node agent) reach ClusterIPs as on a real node, whose default
+	// route covers the service CIDR: the route only has to exist, kube-proxy's DNAT re-routes.
+	eth0, err := netlink.LinkByName("eth0")
+	if err != nil {
+		return err
+	}
+	if err := netlink.RouteReplace(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: serviceCIDR, Scope: netlink.SCOPE_LINK}); err != nil {
+		return fmt.Errorf("route %s: %w", serviceCIDR, err)
+	}
 	for _, s := range [][2]string{
 		{"net/ipv4/ip_forward", "1"},
 		{"net/ipv6/conf/all/forwarding", "1"},

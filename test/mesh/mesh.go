@@ -1,35 +1,32 @@
-// Package mesh installs Weft into a harness cluster the way a user would (the node agent from
-// deploy/manifests with a CA in the weft-ca Secret) and derives the node agents' configuration
-// from the cluster, as the controller will serve it over xDS (its own issue); until then the
-// configuration is written to every node's /var/run/weft/config.yaml. Tests, the demo and the
-// benchmarks share it.
+// Package mesh installs Weft into a harness cluster the way a user would (CRDs, controller and
+// node agents from deploy/), enrolls namespaces by label and reads the agents' metrics. Tests,
+// the demo and the benchmarks share it.
 package mesh
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"k8s.io/client-go/util/retry"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/weftmesh/weft/nodeagent/identity"
-	"github.com/weftmesh/weft/nodeagent/state"
 	"github.com/weftmesh/weft/test/apps/client/report"
 	"github.com/weftmesh/weft/test/controlplane"
 	"github.com/weftmesh/weft/test/harness"
@@ -41,211 +38,37 @@ const (
 	Ambient            = "ambient"
 )
 
-// Config is the node agents' local configuration file (format: package nodeagent/config).
-type Config struct {
-	Workloads []map[string]any `json:"workloads"`
-	Services  []map[string]any `json:"services"`
-}
-
-// BuildConfig derives the node agents' configuration from the cluster, as the controller
-// will (over xDS, in its own issue): a workload per running pod, enrolled when its namespace or
-// itself is labelled istio.io/dataplane-mode=ambient (and not opted out with "none"); a service
-// per ClusterIP Service with its ready endpoints. modes gives a namespace's PeerAuthentication
-// mode: STRICT, PERMISSIVE or DISABLE (PERMISSIVE when absent).
-func BuildConfig(ctx context.Context, c *harness.Cluster, modes map[string]string) (*Config, error) {
-	cs := c.Client
-	nss, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	ambientNS := map[string]bool{}
-	for _, ns := range nss.Items {
-		ambientNS[ns.Name] = ns.Labels[DataplaneModeLabel] == Ambient
-	}
-	pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	cfg := &Config{}
-	for _, p := range pods.Items {
-		if p.Spec.HostNetwork || p.Status.PodIP == "" || p.DeletionTimestamp != nil {
-			continue
-		}
-		var addrs []string
-		for _, pip := range p.Status.PodIPs {
-			ip, err := netip.ParseAddr(pip.IP)
-			if err != nil {
-				return nil, err
-			}
-			addrs = append(addrs, ip.String())
-		}
-		mode := p.Labels[DataplaneModeLabel]
-		enrolled := mode == Ambient || ambientNS[p.Namespace] && mode != "none"
-		w := map[string]any{
-			"uid": string(p.UID), "name": p.Name, "namespace": p.Namespace, "serviceAccount": p.Spec.ServiceAccountName,
-			"node": p.Spec.NodeName, "addresses": addrs, "status": "UNHEALTHY", "tunnelProtocol": "NONE",
-			"workloadName": p.Labels["app"], "canonicalName": p.Labels["app"], "canonicalRevision": p.Labels["version"],
-		}
-		if enrolled {
-			w["tunnelProtocol"] = "HBONE"
-		}
-		for key, annotation := range map[string]string{
-			"excludeInboundPorts":  state.AnnotationExcludeInboundPorts,
-			"excludeOutboundPorts": state.AnnotationExcludeOutboundPorts,
-		} {
-			if v, ok := p.Annotations[annotation]; ok {
-				ports, err := state.ParsePorts(v)
-				if err != nil {
-					return nil, fmt.Errorf("pod %s/%s: annotation %s: %w", p.Namespace, p.Name, annotation, err)
-				}
-				w[key] = ports
-			}
-		}
-		if PodReady(p) {
-			w["status"] = "HEALTHY"
-		}
-		if m, ok := modes[p.Namespace]; ok {
-			w["peerAuthentication"] = map[string]any{"mtls": map[string]any{"mode": m}}
-		}
-		cfg.Workloads = append(cfg.Workloads, w)
-	}
-	svcs, err := cs.CoreV1().Services("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range svcs.Items {
-		if s.Spec.ClusterIP == "" || s.Spec.ClusterIP == corev1.ClusterIPNone || len(s.Spec.Selector) == 0 {
-			continue
-		}
-		svc, err := serviceConfig(ctx, c, s)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Services = append(cfg.Services, svc)
-	}
-	known := map[string]bool{}
-	for _, w := range cfg.Workloads {
-		known[w["uid"].(string)] = true
-	}
-	for _, svc := range cfg.Services { // a terminating pod may still be an endpoint
-		eps := svc["endpoints"].([]map[string]any)
-		kept := eps[:0]
-		for _, e := range eps {
-			if known[e["workloadUid"].(string)] {
-				kept = append(kept, e)
-			}
-		}
-		svc["endpoints"] = kept
-	}
-	sort.Slice(cfg.Workloads, func(i, j int) bool { return cfg.Workloads[i]["uid"].(string) < cfg.Workloads[j]["uid"].(string) })
-	return cfg, nil
-}
-
-func serviceConfig(ctx context.Context, c *harness.Cluster, s corev1.Service) (map[string]any, error) {
-	var ports []map[string]any
-	for _, p := range s.Spec.Ports {
-		if p.Protocol == corev1.ProtocolTCP {
-			ports = append(ports, map[string]any{"name": p.Name, "port": p.Port})
-		}
-	}
-	slices, err := c.Client.DiscoveryV1().EndpointSlices(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + s.Name})
-	if err != nil {
-		return nil, err
-	}
-	endpoints := []map[string]any{}
-	for _, sl := range slices.Items {
-		for _, e := range sl.Endpoints {
-			if e.TargetRef == nil || e.TargetRef.Kind != "Pod" {
-				continue
-			}
-			targets := map[string]int32{}
-			for _, sp := range s.Spec.Ports {
-				for _, port := range sl.Ports {
-					if port.Port != nil && port.Name != nil && *port.Name == sp.Name {
-						targets[strconv.Itoa(int(sp.Port))] = *port.Port
-					}
-				}
-			}
-			endpoints = append(endpoints, map[string]any{"workloadUid": string(e.TargetRef.UID), "ports": targets})
-		}
-	}
-	return map[string]any{
-		"name": s.Name, "namespace": s.Namespace, "hostname": s.Name + "." + s.Namespace + ".svc.cluster.local",
-		"vips": []string{s.Spec.ClusterIP}, "ports": ports, "endpoints": endpoints,
-	}, nil
-}
-
-// WriteConfig writes cfg to every node's /var/run/weft/config.yaml (JSON is YAML), atomically.
-func WriteConfig(c *harness.Cluster, cfg *Config) error {
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	for _, n := range c.Nodes {
-		if err := n.WriteFile("/var/run/weft/config.yaml", b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// PodReady reports whether p's Ready condition is true.
-func PodReady(p corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// Apply writes the agents' configuration derived from the cluster now.
-func Apply(ctx context.Context, c *harness.Cluster, modes map[string]string) error {
-	cfg, err := BuildConfig(ctx, c, modes)
-	if err != nil {
-		return err
-	}
-	return WriteConfig(c, cfg)
-}
-
-// InstallNodeAgent installs Weft's node agent from deploy/manifests with a fresh CA in the
-// weft-ca Secret, and waits until it is ready on every node.
-func InstallNodeAgent(ctx context.Context, c *harness.Cluster) error {
-	dir, err := os.MkdirTemp("", "weft-ca-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	td := spiffeid.RequireTrustDomainFromString("cluster.local")
-	if _, err := identity.CreateRootCA(td, filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), 24*time.Hour); err != nil {
-		return err
-	}
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "weft-system"}}, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "weft-ca", Namespace: "weft-system"}, Data: map[string][]byte{}}
-	for _, f := range []string{"ca.crt", "ca.key"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return err
-		}
-		secret.Data[f] = b
-	}
-	if _, err := c.Client.CoreV1().Secrets("weft-system").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		return err
-	}
+// Install installs Weft the way a user would: the CRDs from deploy/crds, then the controller
+// and the node agents from deploy/manifests/weft.yaml; it waits until the controller is ready
+// and an agent is ready on every node.
+func Install(ctx context.Context, c *harness.Cluster) error {
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return err
 	}
-	manifest, err := os.ReadFile(filepath.Join(root, "deploy", "manifests", "nodeagent.yaml"))
-	if err != nil {
-		return err
+	for _, f := range []string{"deploy/crds/istio.yaml", "deploy/manifests/weft.yaml"} {
+		manifest, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			return err
+		}
+		if err := c.Apply(ctx, "weft-system", manifest); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
 	}
-	if err := c.Apply(ctx, "weft-system", manifest); err != nil {
+	if err := c.WaitDeploymentReady(ctx, "weft-system", "weft-controller", 2*time.Minute); err != nil {
 		return err
 	}
 	return WaitDaemonSet(ctx, c, "weft-system", "weft-nodeagent", len(c.Nodes))
+}
+
+// SetPeerAuthentication applies the namespace-wide PeerAuthentication "default" of ns with mode
+// (STRICT, PERMISSIVE or DISABLE), as a user would with kubectl.
+func SetPeerAuthentication(ctx context.Context, c *harness.Cluster, ns, mode string) error {
+	return c.Apply(ctx, ns, []byte(fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: %s}
+spec: {mtls: {mode: %s}}
+`, ns, mode)))
 }
 
 // WaitDaemonSet waits until want pods of a DaemonSet are ready.
@@ -260,7 +83,8 @@ func WaitDaemonSet(ctx context.Context, c *harness.Cluster, ns, name string, wan
 }
 
 // SetAmbient labels a namespace istio.io/dataplane-mode=ambient (on) or removes the label (off).
-// The agents act on it at the next Apply.
+// The controller pushes the change to the agents; running pods are enrolled or released
+// without a restart.
 func SetAmbient(ctx context.Context, c *harness.Cluster, name string, on bool) error {
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		nss := c.Client.CoreV1().Namespaces()
@@ -368,4 +192,115 @@ func MetricLines(text, metric string, parts ...string) []string {
 		}
 	}
 	return out
+}
+
+// PodReady reports whether p's Ready condition is true.
+func PodReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// readyController returns a ready controller pod and the node that runs it.
+func readyController(ctx context.Context, c *harness.Cluster) (corev1.Pod, *harness.Node, error) {
+	pods, err := c.Client.CoreV1().Pods("weft-system").List(ctx, metav1.ListOptions{LabelSelector: "app=weft-controller"})
+	if err != nil {
+		return corev1.Pod{}, nil, err
+	}
+	for _, p := range pods.Items {
+		if n := c.Node(p.Spec.NodeName); n != nil && p.Status.PodIP != "" && PodReady(p) {
+			return p, n, nil
+		}
+	}
+	return corev1.Pod{}, nil, errors.New("no ready controller pod")
+}
+
+// ControllerGet fetches a page of the controller's admin server (port 15014), e.g.
+// "/debug/push", from the node that runs it.
+func ControllerGet(ctx context.Context, c *harness.Cluster, path string) ([]byte, error) {
+	p, n, err := readyController(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: n.NetNS.DialContext}, Timeout: 5 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(p.Status.PodIP, "15014")+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("controller %s: %s: %s", path, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, err
+}
+
+// DialController connects to the controller's TLS port (15012: workload xDS and the CA) as a
+// node agent does: TLS 1.3, the server name weft-controller.weft-system.svc, verified with the
+// roots the controller publishes in the ConfigMap weft-system/weft-ca-root-cert. It dials the
+// ready controller pod's IP from inside the network namespace of the node that runs it (the
+// host has no route into the cluster). Callers add their own credentials, e.g. a token in the
+// outgoing metadata ("authorization: Bearer <token>").
+func DialController(ctx context.Context, c *harness.Cluster) (*grpc.ClientConn, error) {
+	p, n, err := readyController(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := c.Client.CoreV1().ConfigMaps("weft-system").Get(ctx, "weft-ca-root-cert", metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("controller roots: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM([]byte(cm.Data["root-cert.pem"])) {
+		return nil, errors.New("controller roots: ConfigMap weft-system/weft-ca-root-cert has no PEM certificate in root-cert.pem")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: "weft-controller.weft-system.svc"}
+	return grpc.NewClient("passthrough:///"+net.JoinHostPort(p.Status.PodIP, "15012"),
+		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return n.NetNS.DialContext(ctx, "tcp", addr)
+		}))
+}
+
+// WaitSynced waits until the controller has pushed the cluster as it is now and every node's
+// agent has accepted it: every agent ACKed the newest push, and that push came after the call or
+// the controller's longest batching delay (1 s) has passed since.
+func WaitSynced(ctx context.Context, c *harness.Cluster) error {
+	mark := time.Now()
+	var last error
+	err := harness.WaitFor(ctx, 30*time.Second, "node agents in sync with the controller", func(ctx context.Context) (bool, error) {
+		b, err := ControllerGet(ctx, c, "/debug/push")
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		last = fmt.Errorf("/debug/push: %s", b)
+		var nodes []struct {
+			Node     string    `json:"node"`
+			Pushed   string    `json:"pushed"`
+			PushedAt time.Time `json:"pushedAt"`
+			Acked    string    `json:"acked"`
+		}
+		if err := json.Unmarshal(b, &nodes); err != nil {
+			return false, err
+		}
+		synced := 0
+		for _, n := range nodes {
+			if n.Pushed != "" && n.Acked == n.Pushed && (n.PushedAt.After(mark) || time.Since(mark) > 1500*time.Millisecond) {
+				synced++
+			}
+		}
+		return synced >= len(c.Nodes), nil
+	})
+	if err != nil && last != nil {
+		return fmt.Errorf("%w; last: %v", err, last)
+	}
+	return err
 }

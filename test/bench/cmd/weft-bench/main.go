@@ -165,13 +165,9 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 			return err
 		}
 	}
-	progress.Step("installing Weft's node agents; namespace %s not enrolled yet", target.Namespace)
-	// The configuration first: the agents read it when they start.
-	if err := mesh.Apply(ctx, c, nil); err != nil {
-		return fmt.Errorf("mesh configuration: %w", err)
-	}
-	if err := mesh.InstallNodeAgent(ctx, c); err != nil {
-		return fmt.Errorf("install node agents: %w", err)
+	progress.Step("installing Weft (controller and node agents); namespace %s not enrolled yet", target.Namespace)
+	if err := mesh.Install(ctx, c); err != nil {
+		return fmt.Errorf("install Weft: %w", err)
 	}
 	agents, err := bench.NodeAgents(ctx, c)
 	if err != nil {

@@ -1,0 +1,216 @@
+// Package app is the controller's composition root: informers (cluster) → translation
+// (translate) → delta ADS (xds), the CA (ca) on the same TLS port, and the admin server
+// (admin).
+package app
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftmesh/weft/controller/admin"
+	"github.com/weftmesh/weft/controller/ca"
+	"github.com/weftmesh/weft/controller/cluster"
+	"github.com/weftmesh/weft/controller/translate"
+	"github.com/weftmesh/weft/controller/xds"
+)
+
+// Config configures the controller.
+type Config struct {
+	Kube  kubernetes.Interface
+	Istio istioclient.Interface
+	// Namespace is the controller's own namespace (Secrets of the CA, root ConfigMap).
+	Namespace string
+	// Translate holds the mesh-wide settings (trust domain, cluster domain, root namespace).
+	Translate translate.Options
+	// ListenAddr serves xDS and the CA over TLS, e.g. ":15012".
+	ListenAddr string
+	// AdminAddr serves health, metrics and debug pages, e.g. ":15014".
+	AdminAddr string
+	// ServingDNSNames are the names agents use to reach the controller
+	// (weft-controller.<namespace>.svc).
+	ServingDNSNames []string
+	// ServingIPs are IP SANs of the serving certificate, for agents that dial an IP.
+	ServingIPs []net.IP
+	// NodeAgentNamespace and NodeAgentServiceAccount name the agents' service account.
+	NodeAgentNamespace, NodeAgentServiceAccount string
+	// Debounce is how long the controller waits for changes to settle before it pushes;
+	// MaxDelay bounds the wait under a stream of changes. Zero means 100 ms and 1 s.
+	Debounce, MaxDelay time.Duration
+	Registry           *prometheus.Registry
+	Logger             *slog.Logger
+}
+
+// Run runs the controller until ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 100 * time.Millisecond
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = time.Second
+	}
+	td, err := spiffeid.TrustDomainFromString(cmp.Or(cfg.Translate.TrustDomain, "cluster.local"))
+	if err != nil {
+		return fmt.Errorf("trust domain: %w", err)
+	}
+	cl, err := cluster.New(cfg.Kube, cfg.Istio)
+	if err != nil {
+		return err
+	}
+	pods, err := ca.NewInformerPods(cl.PodInformer())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cl.Start(ctx)
+
+	authority, err := ca.New(ctx, ca.Options{
+		Client: cfg.Kube, Namespace: cfg.Namespace, TrustDomain: td, Pods: pods,
+		ServingDNSNames: cfg.ServingDNSNames, ServingIPs: cfg.ServingIPs,
+		NodeAgentNamespace: cfg.NodeAgentNamespace, NodeAgentServiceAccount: cfg.NodeAgentServiceAccount,
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	agentNS := cmp.Or(cfg.NodeAgentNamespace, ca.DefaultNodeAgentNamespace)
+	agentSA := cmp.Or(cfg.NodeAgentServiceAccount, ca.DefaultNodeAgentServiceAccount)
+	authn := authority.Authenticator()
+	kick := make(chan struct{}, 1)
+	server, err := xds.New(ctx, xds.Options{
+		Authenticate: func(ctx context.Context) (string, error) {
+			caller, err := authn.Authenticate(ctx)
+			if err != nil {
+				return "", err
+			}
+			if caller.Namespace != agentNS || caller.ServiceAccount != agentSA || caller.NodeName == "" {
+				return "", status.Errorf(codes.PermissionDenied, "%s may not receive workload discovery: only node agents (%s/%s, with a token bound to their pod) may", caller, agentNS, agentSA)
+			}
+			return caller.NodeName, nil
+		},
+		NewNode:    func(string) { notify(kick) },
+		Registerer: cfg.Registry,
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+
+	var ready atomic.Pointer[error]
+	notReady := errors.New("informers not synced")
+	ready.Store(&notReady)
+	errc := make(chan error, 4)
+	go func() {
+		errc <- admin.Run(ctx, admin.Options{Addr: cfg.AdminAddr, XDS: server, Gatherer: cfg.Registry,
+			Ready: func() error { return *ready.Load() }, Logger: log})
+	}()
+	go func() { errc <- authority.Run(ctx) }()
+
+	if err := cl.WaitForSync(ctx); err != nil {
+		return err
+	}
+	g := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(authority.ServerTLSConfig())),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	server.Register(g)
+	authority.Register(g)
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return err
+	}
+	go func() { errc <- g.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		g.Stop()
+	}()
+
+	push := func() {
+		in, err := cl.Input()
+		if err != nil {
+			log.Error("read cluster", "err", err)
+			return
+		}
+		nodes, err := cl.Nodes()
+		if err != nil {
+			log.Error("read nodes", "err", err)
+			return
+		}
+		m := translate.Build(in, cfg.Translate)
+		for _, w := range m.Warnings {
+			log.Warn("configuration problem", "problem", w.Error())
+		}
+		server.Push(ctx, m, nodes)
+	}
+	push()
+	ready.Store(new(error))
+	log.Info("controller ready", "listen", cfg.ListenAddr, "nodes", len(server.Statuses()))
+	go func() { errc <- debounce(ctx, cl.Changed(), kick, cfg.Debounce, cfg.MaxDelay, push) }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+}
+
+// debounce calls push after changes settle: quiet for d, or at most max after the first
+// change of a batch. A kick pushes at once.
+func debounce(ctx context.Context, changed, kick <-chan struct{}, d, max time.Duration, push func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+			push()
+			continue
+		case <-changed:
+		}
+		first := time.Now()
+		quiet := time.NewTimer(d)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				quiet.Stop()
+				return nil
+			case <-changed:
+				quiet.Reset(min(d, max-time.Since(first)))
+			case <-kick:
+				break wait
+			case <-quiet.C:
+				break wait
+			}
+		}
+		quiet.Stop()
+		push()
+	}
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
