@@ -17,14 +17,18 @@
 // as a [net.Conn] ([*Stream]). [Server] is the inbound side that the node agent runs inside
 // every pod's network namespace on port 15008.
 //
-// HTTP/2 is net/http's. golang.org/x/net/http2's Server and Transport are deprecated in favour
-// of http.Server.HTTP2, http.Transport.HTTP2 and http.ClientConn, which expose the same settings:
-// both sides announce a 4 MiB stream window, a 16 MiB connection window and accept 1 MiB frames,
-// as ztunnel does. One consequence of net/http's handler model: the server can end the
-// server-to-client direction of a stream (END_STREAM) only by finishing the request, so when the
-// upstream closes its side first while the client is still sending, the client receives all
-// data and EOF and the rest of its sending is refused (RST_STREAM with NO_ERROR, RFC 9113 §8.1).
-// Half-close in the client-to-server direction is fully propagated.
+// HTTP/2 is this package's own, built on golang.org/x/net/http2's Framer and hpack, and
+// speaks to any HTTP/2 peer (ztunnel, net/http's client and server): it carries only what HBONE
+// needs — CONNECT streams, DATA, flow control, SETTINGS, PING, RST_STREAM and GOAWAY. Both
+// sides announce a 4 MiB stream window, a 16 MiB connection window and accept 1 MiB frames, as
+// ztunnel does, return window as the application consumes data, and respect the peer's windows,
+// SETTINGS_MAX_FRAME_SIZE and SETTINGS_MAX_CONCURRENT_STREAMS. Each direction of a stream ends
+// independently, as TCP half-close does and as ztunnel (hyper's h2) does: END_STREAM ends only
+// the sender's direction, the other keeps flowing until it ends too, and the stream is gone once
+// both have ended or either side reset it (RST_STREAM, which aborts the upstream connection).
+// So when the upstream closes its side first, the client reads EOF and may still send, and its
+// data and its own EOF reach the upstream. Connections send PINGs when idle and close when
+// unanswered; Server.Shutdown sends GOAWAY and drains.
 package hbone
 
 import (

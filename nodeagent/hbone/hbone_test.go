@@ -101,52 +101,109 @@ func TestHalfCloseClientFirst(t *testing.T) {
 	}
 }
 
-func TestHalfCloseUpstreamFirst(t *testing.T) {
-	e := newEnv(t, nil)
-	upstreamGot := make(chan string, 1)
-	up := upstream(t, func(c *net.TCPConn) {
-		_, _ = c.Write([]byte("banner"))
-		_ = c.CloseWrite()
-		b, _ := io.ReadAll(c)
-		upstreamGot <- string(b)
-	})
-	s := e.dial(t, up)
-	if got := string(readAll(t, s, 5*time.Second)); got != "banner" {
-		t.Fatalf("read %q, want banner", got)
+// TestHalfClose checks that each direction of a stream ends on its own, as TCP half-close
+// does: after one side has ended its direction (and the other has read EOF), the other side
+// still sends, and its data and its own EOF arrive.
+func TestHalfClose(t *testing.T) {
+	tests := []struct {
+		name          string
+		upstreamFirst bool
+	}{
+		{"upstream first", true},
+		{"client first", false},
 	}
-	// The upstream ended its direction first. net/http's server cannot keep the client's
-	// direction open after ending its own (see the package documentation), so the upstream sees
-	// the client direction end too, and a late write from the client does not arrive.
-	select {
-	case got := <-upstreamGot:
-		if got != "" {
-			t.Errorf("upstream read %q", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("upstream's read did not end")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			upstreamGot := make(chan string, 1)
+			up := upstream(t, func(c *net.TCPConn) {
+				if tt.upstreamFirst {
+					_, _ = c.Write([]byte("banner"))
+					_ = c.CloseWrite()
+					b, _ := io.ReadAll(c)
+					upstreamGot <- string(b)
+					return
+				}
+				b, _ := io.ReadAll(c)
+				upstreamGot <- string(b)
+				time.Sleep(50 * time.Millisecond)
+				_, _ = c.Write([]byte("late data"))
+				_ = c.CloseWrite()
+			})
+			s := e.dial(t, up)
+			if tt.upstreamFirst {
+				if got := string(readAll(t, s, 5*time.Second)); got != "banner" {
+					t.Fatalf("read %q, want banner", got)
+				}
+				time.Sleep(50 * time.Millisecond) // the client keeps its direction open a while
+				if _, err := s.Write([]byte("late data")); err != nil {
+					t.Fatalf("write after the upstream's EOF: %v", err)
+				}
+				if err := s.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if _, err := s.Write([]byte("request")); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Write([]byte("x")); err == nil {
+					t.Error("Write after CloseWrite succeeded")
+				}
+			}
+			want := "late data"
+			if !tt.upstreamFirst {
+				want = "request"
+			}
+			select {
+			case got := <-upstreamGot:
+				if got != want {
+					t.Errorf("upstream read %q, want %q", got, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("upstream's read did not end")
+			}
+			if !tt.upstreamFirst {
+				if got := string(readAll(t, s, 5*time.Second)); got != "late data" {
+					t.Fatalf("read %q after the client's EOF, want %q", got, "late data")
+				}
+			}
+		})
 	}
 }
 
 func TestHalfCloseBothDirectionsConcurrently(t *testing.T) {
+	const size = 4 << 20
 	e := newEnv(t, nil)
+	upstreamGot := make(chan int, 1)
 	up := upstream(t, func(c *net.TCPConn) {
 		done := make(chan struct{})
 		go func() {
-			_, _ = c.Write(bytes.Repeat([]byte("s"), 1<<20))
+			_, _ = c.Write(bytes.Repeat([]byte("s"), size))
 			_ = c.CloseWrite()
 			close(done)
 		}()
 		b, _ := io.ReadAll(c)
 		<-done
-		_ = b
+		upstreamGot <- len(b)
 	})
 	s := e.dial(t, up)
 	go func() {
-		_, _ = s.Write(bytes.Repeat([]byte("c"), 1<<20))
+		_, _ = s.Write(bytes.Repeat([]byte("c"), size))
 		_ = s.CloseWrite()
 	}()
-	if got := readAll(t, s, 10*time.Second); len(got) != 1<<20 {
-		t.Fatalf("read %d bytes, want %d", len(got), 1<<20)
+	if got := readAll(t, s, 10*time.Second); len(got) != size {
+		t.Fatalf("read %d bytes, want %d", len(got), size)
+	}
+	select {
+	case n := <-upstreamGot:
+		if n != size {
+			t.Fatalf("upstream read %d bytes, want %d", n, size)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream's read did not end")
 	}
 }
 

@@ -9,13 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/net/http2/hpack"
 )
 
 // PoolConfig configures a Pool. Only Certs is required.
@@ -51,16 +52,17 @@ type PoolConfig struct {
 // until it carries MaxStreamsPerConn (or the server's limit), then another connection is opened.
 // Unused connections are closed after IdleTimeout; PING keep-alives close dead ones.
 //
-// The server's limit is known once its SETTINGS frame has been read, which happens while the
-// first stream of a connection is set up. Streams assigned to a brand-new connection before
-// that, beyond a server limit lower than MaxStreamsPerConn, wait for a free slot on it instead
-// of opening another connection. ztunnel and Server announce 200, above the cap of 100.
+// The server's limit is known once its SETTINGS frame has been read, which the server sends
+// first on a new connection: until then the first stream starts at once and the others wait
+// for the SETTINGS, so a connection is never asked for more streams than the server allows.
+// Streams the server refuses anyway (REFUSED_STREAM, or beyond the last stream of a GOAWAY)
+// are retried on another connection. ztunnel and Server announce 200, above the cap of 100.
 //
 // A Pool is safe for concurrent use.
 type Pool struct {
 	cfg        PoolConfig
 	log        *slog.Logger
-	transport  *http.Transport
+	conf       connConfig
 	maxStreams int
 
 	mu     sync.Mutex
@@ -82,9 +84,8 @@ type keyConns struct {
 }
 
 type poolConn struct {
-	key   poolKey
-	cc    *http.ClientConn
-	local net.Addr
+	key poolKey
+	c   *conn
 }
 
 type dialCall struct {
@@ -92,16 +93,6 @@ type dialCall struct {
 	err     error
 	evicted bool // Evict or Close ran while dialing: do not pool the result
 }
-
-// dialParams travel from Pool.dial to the transport's DialTLSContext in the context.
-type dialParams struct {
-	key   poolKey
-	src   spiffeid.ID
-	dst   []spiffeid.ID
-	local net.Addr // set by dialTLS
-}
-
-type dialParamsKey struct{}
 
 // NewPool returns a Pool.
 func NewPool(cfg PoolConfig) (*Pool, error) {
@@ -138,21 +129,12 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		maxStreams: cfg.MaxStreamsPerConn,
 		keys:       make(map[poolKey]*keyConns),
 	}
-	var protocols http.Protocols
-	protocols.SetHTTP2(true)
-	p.transport = &http.Transport{
-		DialTLSContext:         p.dialTLS,
-		Protocols:              &protocols,
-		DisableCompression:     true, // no accept-encoding on CONNECT
-		IdleConnTimeout:        cfg.IdleTimeout,
-		MaxResponseHeaderBytes: 16 << 10, // ztunnel's client max_header_list_size
-		HTTP2: &http.HTTP2Config{
-			MaxReadFrameSize:              MaxFrameSize,
-			MaxReceiveBufferPerConnection: ConnectionWindow,
-			MaxReceiveBufferPerStream:     StreamWindow,
-			SendPingTimeout:               cfg.KeepAliveInterval,
-			PingTimeout:                   cfg.KeepAliveTimeout,
-		},
+	p.conf = connConfig{
+		maxHeaderListSize: 16 << 10, // ztunnel's client max_header_list_size
+		keepAliveInterval: cfg.KeepAliveInterval,
+		keepAliveTimeout:  cfg.KeepAliveTimeout,
+		idleTimeout:       cfg.IdleTimeout,
+		log:               p.log,
 	}
 	return p, nil
 }
@@ -188,7 +170,8 @@ func (p *Pool) Dial(ctx context.Context, req Request) (net.Conn, error) {
 			return s, nil
 		}
 		var se *StatusError
-		if attempt < 2 && ctx.Err() == nil && !errors.As(err, &se) && pc.cc.Err() != nil {
+		retry := errors.Is(err, errStreamRefused) || pc.c.isClosed()
+		if attempt < 2 && ctx.Err() == nil && !errors.As(err, &se) && retry {
 			continue
 		}
 		return nil, err
@@ -230,43 +213,50 @@ func (p *Pool) reserve(ctx context.Context, key poolKey, req Request) (*poolConn
 		}
 		var idle []*poolConn
 		kc.conns = slices.DeleteFunc(kc.conns, func(pc *poolConn) bool {
-			if pc.cc.Err() != nil {
-				return true
-			}
-			// Unusable (GOAWAY received) and no stream left: close it.
-			if pc.cc.Available() == 0 && pc.cc.InFlight() == 0 {
+			// Closed, or draining (GOAWAY received) with no stream left: drop it.
+			if pc.c.unusable() {
 				idle = append(idle, pc)
 				return true
 			}
 			return false
 		})
-		var found *poolConn
+		var (
+			found *poolConn
+			wait  <-chan struct{} // a new connection whose stream limit is not known yet
+		)
 		for _, pc := range kc.conns {
-			// Reserve runs the state hook synchronously only on a state change our hook
-			// ignores or handles without p.mu, so it is safe under the lock.
-			if pc.cc.InFlight() < p.maxStreams && pc.cc.Reserve() == nil {
+			ok, w := pc.c.reserve(p.maxStreams)
+			if ok {
 				found = pc
 				break
 			}
+			if wait == nil {
+				wait = w
+			}
 		}
 		d := kc.dialing
-		if found == nil && d == nil {
+		if found == nil && d == nil && wait == nil {
 			d = &dialCall{done: make(chan struct{})}
 			kc.dialing = d
 			go p.dial(context.WithoutCancel(ctx), key, req, kc, d)
 		}
 		p.mu.Unlock()
 		for _, pc := range idle {
-			_ = pc.cc.Close()
+			pc.c.close(errConnClosed)
 		}
 		if found != nil {
 			return found, nil
 		}
+		var dialDone <-chan struct{}
+		if d != nil {
+			dialDone = d.done
+		}
 		select {
-		case <-d.done:
+		case <-dialDone:
 			if d.err != nil {
 				return nil, d.err
 			}
+		case <-wait:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("hbone: dial %v: %w", key.addr, ctx.Err())
 		}
@@ -277,16 +267,10 @@ func (p *Pool) reserve(ctx context.Context, key poolKey, req Request) (*poolConn
 func (p *Pool) dial(ctx context.Context, key poolKey, req Request, kc *keyConns, d *dialCall) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
 	defer cancel()
-	params := &dialParams{key: key, src: req.Source, dst: req.Destination}
-	cc, err := p.transport.NewClientConn(context.WithValue(ctx, dialParamsKey{}, params), "https", key.addr.String())
-	var pc *poolConn
+	pc := &poolConn{key: key}
+	c, err := p.connect(ctx, key, req, func(*conn) { p.drop(pc) })
 	if err == nil {
-		pc = &poolConn{key: key, cc: cc, local: params.local}
-		cc.SetStateHook(func(cc *http.ClientConn) {
-			if cc.Err() != nil {
-				go p.drop(pc)
-			}
-		})
+		pc.c = c
 	} else {
 		err = fmt.Errorf("hbone: connect %v: %w", key.addr, err)
 		p.log.Debug("connect failed", "addr", key.addr, "src", key.src, "err", err)
@@ -306,7 +290,7 @@ func (p *Pool) dial(ctx context.Context, key poolKey, req Request, kc *keyConns,
 	close(d.done)
 	p.mu.Unlock()
 	if err == nil && !keep {
-		_ = cc.Close()
+		c.close(errConnClosed)
 	}
 }
 
@@ -318,78 +302,80 @@ func (p *Pool) drop(pc *poolConn) {
 	if kc == nil {
 		return
 	}
-	kc.conns = slices.DeleteFunc(kc.conns, func(c *poolConn) bool { return c == pc })
+	kc.conns = slices.DeleteFunc(kc.conns, func(other *poolConn) bool { return other == pc })
 	if len(kc.conns) == 0 && kc.dialing == nil {
 		delete(p.keys, pc.key)
 	}
 }
 
-// dialTLS is the transport's DialTLSContext: TCP through cfg.DialContext, then the mTLS
-// handshake for the key in ctx.
-func (p *Pool) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
-	params, ok := ctx.Value(dialParamsKey{}).(*dialParams)
-	if !ok {
-		return nil, errors.New("hbone: connection not opened by the pool")
-	}
-	raw, err := p.cfg.DialContext(ctx, network, addr)
+// connect opens a connection for key: TCP through cfg.DialContext, the mTLS handshake, then
+// HTTP/2. onClose is called once the connection has closed.
+func (p *Pool) connect(ctx context.Context, key poolKey, req Request, onClose func(*conn)) (*conn, error) {
+	raw, err := p.cfg.DialContext(ctx, "tcp", key.addr.String())
 	if err != nil {
 		return nil, err
 	}
-	c := tls.Client(raw, clientTLS(p.cfg.Certs, params.src, params.dst))
-	if err := c.HandshakeContext(ctx); err != nil {
+	tc := tls.Client(raw, clientTLS(p.cfg.Certs, req.Source, req.Destination))
+	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
-	if err := requireH2(c.ConnectionState()); err != nil {
+	if err := requireH2(tc.ConnectionState()); err != nil {
 		_ = raw.Close()
 		return nil, err
 	}
-	params.local = raw.LocalAddr()
+	cfg := p.conf
+	cfg.onClose = onClose
+	c := newConn(tc, cfg)
+	if d, ok := ctx.Deadline(); ok {
+		_ = raw.SetWriteDeadline(d)
+	}
+	if err := c.start(); err != nil {
+		return nil, err
+	}
+	_ = raw.SetWriteDeadline(time.Time{})
 	return c, nil
 }
 
-// open sends the CONNECT request on pc, which holds a reservation for it.
+// open sends the CONNECT request on pc, which holds a reservation for it, and waits for the
+// answer.
 func (p *Pool) open(ctx context.Context, pc *poolConn, req Request) (*Stream, error) {
-	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	body := newBodyPipe(streamCtx.Done())
 	authority := req.Authority.String()
-	h := http.Header{
-		"User-Agent": {""}, // sends no user-agent, as ztunnel
-	}
+	fields := make([]hpack.HeaderField, 2, 4)
+	fields[0] = hpack.HeaderField{Name: ":method", Value: http.MethodConnect}
+	fields[1] = hpack.HeaderField{Name: ":authority", Value: authority}
 	if req.ForwardedFor.IsValid() {
-		h.Set("Forwarded", formatForwarded(req.ForwardedFor, req.ForwardedHost))
+		fields = append(fields, hpack.HeaderField{Name: "forwarded", Value: formatForwarded(req.ForwardedFor, req.ForwardedHost)})
 	}
 	if b := req.Baggage.String(); b != "" {
-		h.Set("Baggage", b)
+		fields = append(fields, hpack.HeaderField{Name: "baggage", Value: b})
 	}
-	hreq := (&http.Request{
-		Method:        http.MethodConnect,
-		URL:           &url.URL{Host: authority},
-		Host:          authority,
-		Header:        h,
-		Body:          body,
-		ContentLength: -1,
-	}).WithContext(streamCtx)
-
-	stop := context.AfterFunc(ctx, cancel)
-	resp, err := pc.cc.RoundTrip(hreq)
-	if !stop() {
-		// ctx ended while waiting for the answer; the stream, if any, is reset.
-		if err == nil {
-			_ = resp.Body.Close()
-		}
-		return nil, fmt.Errorf("hbone: CONNECT %s via %v: %w", authority, req.Addr, ctx.Err())
-	}
+	s, err := pc.c.open(fields)
 	if err != nil {
-		cancel()
 		return nil, fmt.Errorf("hbone: CONNECT %s via %v: %w", authority, req.Addr, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		_ = resp.Body.Close()
-		cancel()
-		return nil, &StatusError{Code: resp.StatusCode}
+	s.remote = net.TCPAddrFromAddrPort(req.Authority)
+	if certs := pc.c.tlsState.PeerCertificates; len(certs) > 0 {
+		s.peer, _ = x509svid.IDFromCert(certs[0])
 	}
-	return newStream(resp, body, cancel, pc.local, net.TCPAddrFromAddrPort(req.Authority)), nil
+	select {
+	case <-s.respReady:
+	case <-ctx.Done():
+		_ = s.Close() // resets the stream
+		return nil, fmt.Errorf("hbone: CONNECT %s via %v: %w", authority, req.Addr, ctx.Err())
+	}
+	pc.c.mu.Lock()
+	status, err := s.status, s.respErr
+	pc.c.mu.Unlock()
+	if err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("hbone: CONNECT %s via %v: %w", authority, req.Addr, err)
+	}
+	if status != http.StatusOK {
+		_ = s.Close()
+		return nil, &StatusError{Code: status}
+	}
+	return s, nil
 }
 
 // Evict closes every pooled connection to ip, whatever its port and key, interrupting the
@@ -413,7 +399,7 @@ func (p *Pool) Evict(ip netip.Addr) int {
 	}
 	p.mu.Unlock()
 	for _, pc := range victims {
-		_ = pc.cc.Close()
+		pc.c.close(errConnClosed)
 	}
 	if len(victims) > 0 {
 		p.log.Debug("evicted connections", "ip", ip, "count", len(victims))
@@ -435,7 +421,7 @@ func (p *Pool) Close() error {
 	}
 	p.mu.Unlock()
 	for _, pc := range all {
-		_ = pc.cc.Close()
+		pc.c.close(errConnClosed)
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // Handler decides what an inbound stream connects to. It returns the upstream connection, or a
@@ -74,12 +76,22 @@ type Server struct {
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
 
-	once    sync.Once
-	initErr error
-	http    *http.Server
-	tls     *tls.Config
-	log     *slog.Logger
+	once      sync.Once
+	initErr   error
+	tls       *tls.Config
+	log       *slog.Logger
+	conf      connConfig
+	handshake time.Duration
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]*conn // by TCP connection; nil while the handshake runs
+	closing   bool
 }
+
+// drainGrace is how long a server connection that drained after GOAWAY waits for the client to
+// close it before closing it itself.
+const drainGrace = time.Second
 
 func (s *Server) init() error {
 	s.once.Do(func() {
@@ -113,26 +125,19 @@ func (s *Server) init() error {
 		if handshake <= 0 {
 			handshake = DefaultHandshakeTimeout
 		}
-		var protocols http.Protocols
-		protocols.SetHTTP2(true)
+		s.handshake = handshake
 		s.tls = serverTLS(s.Certs, s.Identity)
-		s.http = &http.Server{
-			Handler:   http.HandlerFunc(s.serveHTTP),
-			Protocols: &protocols,
-			// For HTTP/2 only the TLS handshake is subject to this timeout.
-			ReadHeaderTimeout: handshake,
-			MaxHeaderBytes:    64 << 10, // ztunnel's max_header_list_size
-			HTTP2: &http.HTTP2Config{
-				MaxConcurrentStreams:          maxStreams,
-				MaxReadFrameSize:              MaxFrameSize,
-				MaxReceiveBufferPerConnection: ConnectionWindow,
-				MaxReceiveBufferPerStream:     StreamWindow,
-				SendPingTimeout:               interval,
-				PingTimeout:                   timeout,
-			},
-			// Failed handshakes (wrong trust domain, no ALPN h2, TLS 1.2...) are expected.
-			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		s.conf = connConfig{
+			server:            true,
+			maxStreams:        uint32(maxStreams),
+			maxHeaderListSize: 64 << 10, // ztunnel's max_header_list_size
+			keepAliveInterval: interval,
+			keepAliveTimeout:  timeout,
+			drainGrace:        drainGrace,
+			log:               s.log,
 		}
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[net.Conn]*conn)
 	})
 	return s.initErr
 }
@@ -143,7 +148,101 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err := s.init(); err != nil {
 		return err
 	}
-	return s.http.Serve(tls.NewListener(ln, s.tls))
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return http.ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Debug("accept failed, retrying", "err", err, "delay", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("hbone: accept: %w", err)
+		}
+		backoff = 0
+		go s.serveConn(raw)
+	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// track records raw (and its HTTP/2 connection once there is one); it reports false when the
+// server is closing.
+func (s *Server) track(raw net.Conn, c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[raw] = c
+	return true
+}
+
+func (s *Server) untrack(raw net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, raw)
+	s.mu.Unlock()
+}
+
+// serveConn runs the TLS handshake and the HTTP/2 connection on raw until it ends.
+func (s *Server) serveConn(raw net.Conn) {
+	if !s.track(raw, nil) {
+		_ = raw.Close()
+		return
+	}
+	defer s.untrack(raw)
+	// The handshake and the client's preface must arrive within the handshake timeout.
+	_ = raw.SetDeadline(time.Now().Add(s.handshake))
+	tc := tls.Server(raw, s.tls)
+	if err := tc.Handshake(); err != nil {
+		// Wrong trust domain, no ALPN h2, TLS 1.2...: expected from strangers.
+		s.log.Debug("TLS handshake failed", "remote", raw.RemoteAddr(), "err", err)
+		_ = raw.Close()
+		return
+	}
+	var preface [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(tc, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
+		s.log.Debug("no HTTP/2 preface", "remote", raw.RemoteAddr(), "err", err)
+		_ = raw.Close()
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	cfg := s.conf
+	var c *conn
+	cfg.onStream = func(st *Stream, fields []hpack.HeaderField, truncated bool) {
+		s.serveStream(c, st, fields, truncated)
+	}
+	c = newConn(tc, cfg)
+	if !s.track(raw, c) {
+		_ = raw.Close()
+		return
+	}
+	if err := c.start(); err != nil {
+		return
+	}
+	<-c.done
+	s.log.Debug("connection closed", "remote", c.remote, "err", c.err)
 }
 
 // Shutdown stops accepting, sends GOAWAY and waits for the open streams to end or ctx to be
@@ -152,11 +251,35 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.init(); err != nil {
 		return err
 	}
-	err := s.http.Shutdown(ctx)
-	if err != nil {
-		_ = s.http.Close()
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		_ = ln.Close()
 	}
-	return err
+	for raw, c := range s.conns {
+		if c == nil {
+			_ = raw.Close() // still in the handshake
+		} else {
+			c.goAway(http2.ErrCodeNo)
+		}
+	}
+	s.mu.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			_ = s.Close()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Close closes the listeners and all connections at once.
@@ -164,118 +287,118 @@ func (s *Server) Close() error {
 	if err := s.init(); err != nil {
 		return err
 	}
-	return s.http.Close()
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	var conns []*conn
+	for raw, c := range s.conns {
+		if c == nil {
+			_ = raw.Close()
+		} else {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close(http.ErrServerClosed)
+	}
+	return nil
 }
 
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect || r.Header.Get(":protocol") != "" {
-		s.refuse(w, r, http.StatusBadRequest, fmt.Errorf("method %s, want CONNECT", r.Method))
+// serveStream answers a new stream and relays it to its upstream.
+func (s *Server) serveStream(c *conn, st *Stream, fields []hpack.HeaderField, truncated bool) {
+	in, status, err := s.inbound(c, st, fields, truncated)
+	if in == nil {
+		s.refuse(c, st, status, err)
 		return
 	}
-	authority, err := netip.ParseAddrPort(r.Host)
-	if err != nil || authority.Port() == 0 || authority.Addr().Zone() != "" {
-		s.refuse(w, r, http.StatusBadRequest, fmt.Errorf("authority %q is not an ip:port", r.Host))
-		return
-	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		s.refuse(w, r, http.StatusUnauthorized, errors.New("no client certificate"))
-		return
-	}
-	peerCert := r.TLS.PeerCertificates[0]
-	peer, err := x509svid.IDFromCert(peerCert)
-	if err != nil {
-		s.refuse(w, r, http.StatusUnauthorized, err)
-		return
-	}
-	in := &Inbound{
-		PeerID:    peer,
-		PeerCert:  peerCert,
-		Authority: authority,
-		Baggage:   parseBaggage(r.Header.Get("Baggage")),
-		Header:    r.Header,
-		Counters:  new(Counters),
-	}
-	in.ForwardedFor, in.ForwardedHost = parseForwarded(r.Header.Get("Forwarded"))
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		in.LocalAddr = addrPort(la)
-	}
-	in.RemoteAddr, _ = netip.ParseAddrPort(r.RemoteAddr)
-
-	upstream, status, err := s.Handler(r.Context(), in)
+	upstream, status, err := s.Handler(st.ctx, in)
 	if upstream == nil {
 		if status == 0 || status == http.StatusOK {
 			status = http.StatusServiceUnavailable
 		}
-		s.refuse(w, r, status, err)
+		s.refuse(c, st, status, err)
 		return
 	}
-	rc := http.NewResponseController(w)
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
+	if err := c.respond(st, http.StatusOK, false); err != nil {
 		_ = upstream.Close()
-		s.log.Debug("stream closed before 200 was sent", "peer", peer, "authority", authority, "err", err)
+		_ = st.Close()
+		s.log.Debug("stream closed before 200 was sent", "peer", in.PeerID, "authority", in.Authority, "err", err)
 		return
 	}
-	s.relay(r, &flushWriter{w: w, rc: rc}, upstream, in)
+	// Each direction ends on its own: the upstream's EOF ends the server's direction with
+	// END_STREAM while the client may go on sending, and the client's END_STREAM half-closes
+	// the upstream. A reset or an error on either side ends both.
+	_, _, err = Relay(st, upstream)
+	s.log.Debug("stream closed", "peer", in.PeerID, "authority", in.Authority,
+		"sent", in.Counters.Sent(), "received", in.Counters.Received(), "err", err)
+	if s.StreamClosed != nil {
+		s.StreamClosed(in)
+	}
 }
 
-// refuse answers a stream with status.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, err error) {
-	s.log.Debug("stream refused", "status", status, "remote", r.RemoteAddr, "authority", r.Host, "err", err)
-	w.WriteHeader(status)
+// refuse answers a stream with status and ends it.
+func (s *Server) refuse(c *conn, st *Stream, status int, err error) {
+	s.log.Debug("stream refused", "status", status, "remote", c.remote, "err", err)
+	if err := c.respond(st, status, true); err != nil {
+		_ = st.Close()
+	}
 }
 
-// relay copies between the stream and upstream. The client-to-upstream direction ends with
-// CloseWrite on the upstream when the client sends END_STREAM. When the upstream ends its
-// direction, the handler returns, which ends the response with END_STREAM; net/http then
-// resets the request side if the client has not finished it (see the package documentation).
-func (s *Server) relay(r *http.Request, w io.Writer, upstream net.Conn, in *Inbound) {
-	var clientErr error
-	clientDone := make(chan struct{})
-	go func() {
-		defer close(clientDone)
-		_, clientErr = copyBuffered(upstream, r.Body, &in.Counters.received)
-		if clientErr != nil {
-			_ = upstream.Close() // the client reset the stream: abort the upstream too
-		} else {
-			closeWrite(upstream)
+// inbound checks the request of a new stream and describes it. A nil Inbound comes with the
+// status to refuse the stream with.
+func (s *Server) inbound(c *conn, st *Stream, fields []hpack.HeaderField, truncated bool) (*Inbound, int, error) {
+	if truncated {
+		return nil, http.StatusBadRequest, errors.New("request header list too large")
+	}
+	var method, authority string
+	var extra []string // pseudo-headers a CONNECT must not have
+	header := make(http.Header, len(fields))
+	for _, f := range fields {
+		switch f.Name {
+		case ":method":
+			method = f.Value
+		case ":authority":
+			authority = f.Value
+		default:
+			if len(f.Name) > 0 && f.Name[0] == ':' {
+				extra = append(extra, f.Name)
+				continue
+			}
+			k := http.CanonicalHeaderKey(f.Name)
+			header[k] = append(header[k], f.Value)
 		}
-	}()
-	_, upstreamErr := copyBuffered(w, upstream, &in.Counters.sent)
-	if upstreamErr != nil {
-		_ = upstream.Close()
 	}
-	finish := func() {
-		<-clientDone
-		_ = upstream.Close()
-		s.log.Debug("stream closed", "peer", in.PeerID, "authority", in.Authority,
-			"sent", in.Counters.Sent(), "received", in.Counters.Received(),
-			"upstream_err", upstreamErr, "client_err", clientErr)
-		if s.StreamClosed != nil {
-			s.StreamClosed(in)
-		}
+	if method != http.MethodConnect || len(extra) > 0 {
+		return nil, http.StatusBadRequest, fmt.Errorf("method %s with %v, want a plain CONNECT", method, extra)
 	}
-	if isClosed(clientDone) {
-		finish()
-		return
+	target, err := netip.ParseAddrPort(authority)
+	if err != nil || target.Port() == 0 || target.Addr().Zone() != "" {
+		return nil, http.StatusBadRequest, fmt.Errorf("authority %q is not an ip:port", authority)
 	}
-	// The client is still sending: returning lets net/http end the stream, which in turn
-	// ends the copy from the client.
-	go finish()
-}
-
-// flushWriter flushes after every write so interactive traffic is not held back.
-type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
-}
-
-func (f *flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
+	if len(c.tlsState.PeerCertificates) == 0 {
+		return nil, http.StatusUnauthorized, errors.New("no client certificate")
+	}
+	peerCert := c.tlsState.PeerCertificates[0]
+	peer, err := x509svid.IDFromCert(peerCert)
 	if err != nil {
-		return n, err
+		return nil, http.StatusUnauthorized, err
 	}
-	return n, f.rc.Flush()
+	st.peer = peer
+	in := &Inbound{
+		PeerID:     peer,
+		PeerCert:   peerCert,
+		Authority:  target,
+		LocalAddr:  addrPort(c.local),
+		RemoteAddr: addrPort(c.remote),
+		Baggage:    parseBaggage(header.Get("Baggage")),
+		Header:     header,
+		Counters:   &st.counters,
+	}
+	in.ForwardedFor, in.ForwardedHost = parseForwarded(header.Get("Forwarded"))
+	return in, 0, nil
 }
 
 func addrPort(a net.Addr) netip.AddrPort {

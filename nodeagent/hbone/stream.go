@@ -5,38 +5,55 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/net/http2"
 )
 
-// errPeerClosed is returned by Write once the server has stopped accepting data on the stream.
-var errPeerClosed = errors.New("hbone: stream closed by peer")
-
-// Stream is one CONNECT stream, returned by Pool.Dial as a net.Conn. Read returns the bytes the
-// server sends (the response body), Write sends bytes (the request body), CloseWrite ends the
-// sending direction with END_STREAM, and Close ends both, resetting the stream if it has not
-// finished. Deadlines are supported in both directions. A Stream must be closed; until then it
-// holds a stream slot of its pooled connection (unless both directions have ended).
+// Stream is one CONNECT stream as a net.Conn: Pool.Dial returns it, and the server relays each
+// accepted stream to its upstream with it. Read returns the bytes the peer sends, Write sends
+// bytes, CloseWrite ends the sending direction with END_STREAM while reading goes on until the
+// peer ends its own direction, and Close ends both, resetting the stream (RST_STREAM) if it has
+// not finished. Each direction ends independently, as TCP half-close does. Deadlines are
+// supported in both directions. A Stream must be closed; until both directions have ended it
+// holds a stream slot of its connection.
 type Stream struct {
-	body     io.ReadCloser // the response body
-	req      *bodyPipe     // the request body
-	cancel   context.CancelFunc
+	c        *conn
+	id       uint32
 	local    net.Addr
 	remote   net.Addr
 	peer     spiffeid.ID
 	counters Counters
 
-	rmu      sync.Mutex    // serialises reads
-	ready    chan struct{} // the reader goroutine saw data (or the end) in body
-	consumed chan struct{} // a read has taken what ready announced
-	final    chan struct{} // closed when body has ended: reads go straight to it
-	startRd  sync.Once
+	// Server streams: the context handed to the Handler, ended with the stream.
+	ctx    context.Context
+	cancel context.CancelFunc
 
+	// Under c.mu.
+	sendWindow  int64 // what the peer lets us send
+	recvAvail   int64 // what the peer may still send
+	recvUnacked int64 // read but not yet returned with WINDOW_UPDATE
+	localEnded  bool  // END_STREAM sent (or queued)
+	remoteEnded bool  // END_STREAM received
+	forgotten   bool  // no longer on the connection: ended both ways, or reset
+	sendErr     error // why writing is over, when it is
+	responded   bool  // client: response HEADERS received
+	status      int
+	respErr     error
+	respReady   chan struct{} // client: closed when status or respErr is set
+
+	// Under mu: what was received.
+	mu       sync.Mutex
+	buf      recvBuffer
+	eof      bool  // the peer ended its direction
+	recvErr  error // the stream failed: reads return it once buf is empty
+	discard  bool  // closed: received data is dropped
+	readable chan struct{}
+
+	rmu sync.Mutex // serialises reads
 	wmu sync.Mutex // serialises writes
 
 	rd, wd deadline
@@ -47,26 +64,6 @@ type Stream struct {
 
 var _ net.Conn = (*Stream)(nil)
 
-func newStream(resp *http.Response, req *bodyPipe, cancel context.CancelFunc, local, remote net.Addr) *Stream {
-	s := &Stream{
-		body:     resp.Body,
-		req:      req,
-		cancel:   cancel,
-		local:    local,
-		remote:   remote,
-		ready:    make(chan struct{}),
-		consumed: make(chan struct{}, 1),
-		final:    make(chan struct{}),
-		rd:       makeDeadline(),
-		wd:       makeDeadline(),
-		done:     make(chan struct{}),
-	}
-	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
-		s.peer, _ = x509svid.IDFromCert(resp.TLS.PeerCertificates[0])
-	}
-	return s
-}
-
 // PeerID returns the identity the server presented.
 func (s *Stream) PeerID() spiffeid.ID { return s.peer }
 
@@ -76,27 +73,89 @@ func (s *Stream) Counters() *Counters { return &s.counters }
 // LocalAddr returns the local address of the TCP connection that carries the stream.
 func (s *Stream) LocalAddr() net.Addr { return s.local }
 
-// RemoteAddr returns the :authority of the stream: the destination the server connects to.
+// RemoteAddr returns, for a stream from Pool.Dial, the :authority of the stream: the
+// destination the server connects to; for a server stream, the client's address.
 func (s *Stream) RemoteAddr() net.Addr { return s.remote }
 
-// Read reads bytes the server sent. It returns io.EOF after the server ended its direction.
+// notify wakes a reader waiting for data.
+func (s *Stream) notify() {
+	select {
+	case s.readable <- struct{}{}:
+	default:
+	}
+}
+
+// fail ends the stream with err: writes fail at once, and reads return err once what was
+// received has been read. After the peer ended its direction, reads end with EOF instead, so a
+// complete response stays readable when the peer resets the stream with NO_ERROR to stop our
+// sending (RFC 9113 §8.1).
+func (s *Stream) fail(err error) {
+	c := s.c
+	c.mu.Lock()
+	if s.sendErr == nil {
+		var re resetError
+		if errors.As(err, &re) && re.code == http2.ErrCodeNo {
+			s.sendErr = errPeerClosed
+		} else {
+			s.sendErr = err
+		}
+	}
+	if s.respReady != nil && !s.responded && s.respErr == nil {
+		s.respErr = err
+		close(s.respReady)
+	}
+	c.broadcastLocked()
+	c.mu.Unlock()
+	s.mu.Lock()
+	if !s.eof && s.recvErr == nil {
+		s.recvErr = err
+	}
+	s.mu.Unlock()
+	s.notify()
+}
+
+// Read reads bytes the peer sent. It returns io.EOF after the peer ended its direction.
 func (s *Stream) Read(p []byte) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	if len(p) == 0 {
 		return 0, nil
 	}
-	announced, err := s.waitReadable()
-	if err != nil {
-		return 0, err
-	}
-	n, err := s.body.Read(p)
-	s.afterRead(announced)
-	s.counters.received.Add(int64(n))
-	return n, s.readErr(err)
+	return s.read(p)
 }
 
-// WriteTo copies what the server sends to w until EOF, with pooled buffers that are held only
+// read is Read without the lock.
+func (s *Stream) read(p []byte) (int, error) {
+	for {
+		if isClosed(s.done) {
+			return 0, net.ErrClosed
+		}
+		s.mu.Lock()
+		n := s.buf.read(p)
+		eof, err := s.eof, s.recvErr
+		s.mu.Unlock()
+		if n > 0 {
+			s.counters.received.Add(int64(n))
+			s.c.consumed(s, n)
+			return n, nil
+		}
+		if err != nil {
+			return 0, s.opErr("read", err)
+		}
+		if eof {
+			return 0, io.EOF
+		}
+		select {
+		case <-s.readable:
+		case <-s.rd.wait():
+			return 0, os.ErrDeadlineExceeded
+		case <-s.done:
+			return 0, net.ErrClosed
+		}
+	}
+}
+
+// WriteTo copies what the peer sends to w until EOF, with pooled buffers that are held only
 // while there is data to move. It is what io.Copy uses when copying from a Stream.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	s.rmu.Lock()
@@ -107,15 +166,9 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	)
 	defer b.release()
 	for {
-		announced, err := s.waitReadable()
-		if err != nil {
-			return written, err
-		}
 		buf := b.get()
-		nr, rerr := s.body.Read(buf)
-		s.afterRead(announced)
+		nr, rerr := s.read(buf)
 		if nr > 0 {
-			s.counters.received.Add(int64(nr))
 			nw, werr := w.Write(buf[:nr])
 			written += int64(nw)
 			if werr != nil {
@@ -129,89 +182,87 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			if rerr == io.EOF {
 				return written, nil
 			}
-			return written, s.readErr(rerr)
+			return written, rerr
 		}
 		b.adapt(nr, len(buf))
-		b.release() // hold no buffer while waiting for the next data
-	}
-}
-
-// waitReadable waits until a read of the body will not block, honouring the read deadline and
-// Close. The body (net/http's HTTP/2 response body) cannot be interrupted, so a goroutine waits
-// for data with zero-length reads, which block until data or the end of the stream arrives
-// without consuming anything, and the actual read happens here. It reports whether a readiness
-// announcement was taken, which afterRead acknowledges.
-func (s *Stream) waitReadable() (bool, error) {
-	s.startRd.Do(func() { go s.readiness() })
-	select {
-	case <-s.done:
-		return false, net.ErrClosed
-	default:
-	}
-	select {
-	case <-s.final:
-		return false, nil
-	case <-s.ready:
-		return true, nil
-	case <-s.rd.wait():
-		return false, os.ErrDeadlineExceeded
-	case <-s.done:
-		return false, net.ErrClosed
-	}
-}
-
-func (s *Stream) afterRead(announced bool) {
-	if announced {
-		s.consumed <- struct{}{}
-	}
-}
-
-// readiness announces each time the body has something to read. Should a zero-length read ever
-// return at once without data, the read that follows blocks in the body as an ordinary read
-// would: data stays correct, only the read deadline is no longer honoured.
-func (s *Stream) readiness() {
-	for {
-		_, err := s.body.Read(nil)
-		select {
-		case s.ready <- struct{}{}:
-		case <-s.done:
-			return
-		}
-		select {
-		case <-s.consumed:
-		case <-s.done:
-			return
-		}
-		if err != nil {
-			close(s.final)
-			return
+		if nr < len(buf) {
+			b.release() // hold no buffer while waiting for the next data
 		}
 	}
 }
 
-// readErr translates body errors: EOF stays EOF, a read after Close is net.ErrClosed.
-func (s *Stream) readErr(err error) error {
-	if err == nil || err == io.EOF {
+// opErr wraps err for callers: deadline and Close errors stay as they are.
+func (s *Stream) opErr(op string, err error) error {
+	if err == nil || err == os.ErrDeadlineExceeded || err == net.ErrClosed {
 		return err
 	}
-	select {
-	case <-s.done:
+	if isClosed(s.done) {
 		return net.ErrClosed
-	default:
 	}
-	return &net.OpError{Op: "read", Net: "hbone", Source: s.local, Addr: s.remote, Err: err}
+	return &net.OpError{Op: op, Net: "hbone", Source: s.local, Addr: s.remote, Err: err}
 }
 
-// Write sends p to the server. It blocks while HTTP/2 flow control holds the data back.
+// Write sends p to the peer. It blocks while HTTP/2 flow control holds the data back.
 func (s *Stream) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	n, err := s.req.write(p, s.done, &s.wd)
-	s.counters.sent.Add(int64(n))
-	if err != nil && err != os.ErrDeadlineExceeded && err != net.ErrClosed {
-		err = &net.OpError{Op: "write", Net: "hbone", Source: s.local, Addr: s.remote, Err: err}
+	var n int
+	for len(p) > 0 {
+		k, err := s.awaitSend(len(p))
+		if err == nil {
+			err = s.c.writeData(s.id, p[:k])
+		}
+		if err != nil {
+			return n, s.opErr("write", err)
+		}
+		s.counters.sent.Add(int64(k))
+		n += k
+		p = p[k:]
 	}
-	return n, err
+	return n, nil
+}
+
+// awaitSend waits until the stream and the connection windows allow sending, and takes up to
+// want bytes of both (never more than the peer's largest frame).
+func (s *Stream) awaitSend(want int) (int, error) {
+	c := s.c
+	for {
+		if isClosed(s.done) {
+			return 0, net.ErrClosed
+		}
+		c.mu.Lock()
+		var err error
+		switch {
+		case s.localEnded:
+			err = errWriteAfterEnd
+		case s.sendErr != nil:
+			err = s.sendErr
+		case c.closed:
+			err = c.err
+		case s.forgotten:
+			err = errPeerClosed
+		}
+		if err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
+		n := min(int64(want), s.sendWindow, c.sendWindow, int64(c.peerMaxFrame))
+		if n > 0 {
+			s.sendWindow -= n
+			c.sendWindow -= n
+			c.mu.Unlock()
+			return int(n), nil
+		}
+		ch := c.windowCh
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-s.wd.wait():
+			return 0, os.ErrDeadlineExceeded
+		case <-s.done:
+			return 0, net.ErrClosed
+		}
+	}
 }
 
 // ReadFrom copies r to the stream until EOF with pooled buffers. It is what io.Copy uses when
@@ -223,20 +274,53 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 // writerOnly hides ReadFrom so copyBuffered does not recurse.
 type writerOnly struct{ io.Writer }
 
-// CloseWrite ends the sending direction: the server reads EOF and half-closes its upstream.
-// Reads continue until the server ends its direction.
+// CloseWrite ends the sending direction with END_STREAM: the peer reads EOF (the server then
+// half-closes its upstream). Reads continue until the peer ends its direction.
 func (s *Stream) CloseWrite() error {
-	s.req.closeWrite()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if isClosed(s.done) {
+		return net.ErrClosed
+	}
+	c := s.c
+	c.mu.Lock()
+	if s.localEnded || s.forgotten {
+		err := s.sendErr
+		c.mu.Unlock()
+		return err
+	}
+	s.localEnded = true
+	c.queue(ctrlFrame{typ: http2.FrameData, stream: s.id})
+	if s.remoteEnded {
+		c.forgetLocked(s)
+	}
+	c.mu.Unlock()
+	c.signal()
 	return nil
 }
 
 // Close ends the stream in both directions. A stream that has not finished is reset
-// (RST_STREAM), which closes the upstream connection on the server.
+// (RST_STREAM CANCEL), which closes the upstream connection on the server.
 func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.done)
-		_ = s.body.Close()
-		s.cancel()
+		c := s.c
+		c.mu.Lock()
+		if !s.forgotten {
+			c.queue(ctrlFrame{typ: http2.FrameRSTStream, stream: s.id, val: uint32(http2.ErrCodeCancel)})
+			c.forgetLocked(s)
+		}
+		if s.respReady != nil && !s.responded && s.respErr == nil {
+			s.respErr = net.ErrClosed
+			close(s.respReady)
+		}
+		c.mu.Unlock()
+		s.mu.Lock()
+		s.discard = true
+		dropped := s.buf.reset()
+		s.mu.Unlock()
+		c.consumed(nil, dropped)
+		c.signal()
 		s.rd.set(time.Time{})
 		s.wd.set(time.Time{})
 	})
@@ -260,91 +344,6 @@ func (s *Stream) SetReadDeadline(t time.Time) error {
 func (s *Stream) SetWriteDeadline(t time.Time) error {
 	s.wd.set(t)
 	return nil
-}
-
-// bodyPipe is the request body of a stream: Write hands bytes straight to the HTTP/2 transport's
-// read, without an intermediate buffer, as net.Pipe does.
-type bodyPipe struct {
-	wrCh      chan []byte   // a write offers its bytes
-	rdCh      chan int      // the transport answers how many it took
-	eof       chan struct{} // CloseWrite
-	eofOnce   sync.Once
-	rclosed   chan struct{} // the transport closed the body: it reads no more
-	rcloseOne sync.Once
-	done      <-chan struct{} // the stream was closed
-}
-
-func newBodyPipe(done <-chan struct{}) *bodyPipe {
-	return &bodyPipe{
-		wrCh:    make(chan []byte),
-		rdCh:    make(chan int),
-		eof:     make(chan struct{}),
-		rclosed: make(chan struct{}),
-		done:    done,
-	}
-}
-
-// Read is called by the HTTP/2 transport.
-func (p *bodyPipe) Read(b []byte) (int, error) {
-	select {
-	case <-p.done:
-		return 0, net.ErrClosed
-	default:
-	}
-	select {
-	case w := <-p.wrCh:
-		n := copy(b, w)
-		p.rdCh <- n
-		return n, nil
-	case <-p.eof:
-		return 0, io.EOF
-	case <-p.done:
-		return 0, net.ErrClosed
-	case <-p.rclosed:
-		// The transport closes the body to unblock this read when the stream is aborted.
-		return 0, net.ErrClosed
-	}
-}
-
-// Close is called by the HTTP/2 transport when it stops reading the body.
-func (p *bodyPipe) Close() error {
-	p.rcloseOne.Do(func() { close(p.rclosed) })
-	return nil
-}
-
-func (p *bodyPipe) closeWrite() {
-	p.eofOnce.Do(func() { close(p.eof) })
-}
-
-func (p *bodyPipe) write(b []byte, done <-chan struct{}, d *deadline) (int, error) {
-	if isClosed(done) {
-		return 0, net.ErrClosed
-	}
-	select {
-	case <-p.eof:
-		return 0, errors.New("hbone: write after CloseWrite")
-	case <-p.rclosed:
-		return 0, errPeerClosed
-	case <-d.wait():
-		return 0, os.ErrDeadlineExceeded
-	default:
-	}
-	var n int
-	for len(b) > 0 {
-		select {
-		case p.wrCh <- b:
-			nw := <-p.rdCh
-			b = b[nw:]
-			n += nw
-		case <-p.rclosed:
-			return n, errPeerClosed
-		case <-done:
-			return n, net.ErrClosed
-		case <-d.wait():
-			return n, os.ErrDeadlineExceeded
-		}
-	}
-	return n, nil
 }
 
 // deadline is a settable deadline: wait returns a channel closed once it has passed.
@@ -396,5 +395,20 @@ func isClosed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// creditLocked returns the stream window of n bytes read, sending WINDOW_UPDATE once enough
+// has accumulated; c.mu is held, the caller signals. A stream whose peer has ended its
+// direction needs no more window.
+func (s *Stream) creditLocked(n int64) {
+	if s.remoteEnded || s.forgotten {
+		return
+	}
+	s.recvUnacked += n
+	if s.recvUnacked >= streamUpdateThreshold {
+		s.c.queue(ctrlFrame{typ: http2.FrameWindowUpdate, stream: s.id, val: uint32(s.recvUnacked)})
+		s.recvAvail += s.recvUnacked
+		s.recvUnacked = 0
 	}
 }
