@@ -28,7 +28,7 @@ import (
 	"github.com/weftmesh/weft/nodeagent/state"
 )
 
-// Source delivers state snapshots (the local file now, xDS later); apply's error is a NACK.
+// Source delivers state snapshots (the controller's xDS or a local file); apply's error is a NACK.
 type Source interface {
 	Run(ctx context.Context, apply func(*state.Snapshot) error) error
 }

@@ -4,8 +4,8 @@
 // A [Source] runs until its context ends and hands the agent a full snapshot at start and at
 // every change. The agent may reject a snapshot (a NACK, as in xDS): the source then reports
 // why, the last good snapshot stays in force, and nothing is delivered again until the
-// configuration changes. Today the only source is [FileSource], a local file; the controller's
-// workload-discovery xDS client will be another one, behind the same interface.
+// configuration changes. [FileSource] reads a local file; the controller's workload-discovery
+// xDS client (package nodeagent/xds) is the other source, behind the same interface.
 //
 // # File format
 //
