@@ -50,6 +50,8 @@ type Config struct {
 	// is refused when none comes. Without it (a local file), an undescribed pod starts
 	// unenrolled.
 	DescribesAllPods bool
+	// CNIAddWait bounds how long a CNI ADD waits for the pod's description; zero means 5 s.
+	CNIAddWait time.Duration
 	Metrics          *admin.Metrics
 	Logger           *slog.Logger
 }
@@ -89,6 +91,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.CNISocket == "" {
 		cfg.CNISocket = enroll.DefaultSocket
+	}
+	if cfg.CNIAddWait <= 0 {
+		cfg.CNIAddWait = 5 * time.Second
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, store: &state.Store{}, sandboxes: map[netip.Addr]string{}, pods: map[string]sandbox{}, served: map[string]*served{}}
 	dp, err := datapath.Attach(cfg.Datapath)
@@ -394,9 +399,6 @@ func (a *Agent) onCNI(ctx context.Context, ev enroll.Event) error {
 // cluster DNS it is reached by must be able to start while it is away.
 var systemNamespaces = []string{"kube-system", "weft-system"}
 
-// cniAddWait bounds how long a CNI ADD waits for the controller to describe a new pod.
-const cniAddWait = 5 * time.Second
-
 // cniAdd returns once the new pod is enrolled, or known not to be in the mesh, so that its
 // containers start captured. The controller describes a pod to its node's agent as soon as it
 // is scheduled, before it has an address; the agent enrolls it with the addresses the CNI
@@ -413,7 +415,7 @@ func (a *Agent) cniAdd(ctx context.Context, ev enroll.Event) error {
 	a.pods[key] = sandbox{netns: ev.NetNS, ips: ev.IPs}
 	a.mu.Unlock()
 	wait := a.cfg.DescribesAllPods && !slices.Contains(systemNamespaces, ev.Namespace)
-	deadline := time.Now().Add(cniAddWait)
+	deadline := time.Now().Add(a.cfg.CNIAddWait)
 	for {
 		a.mu.Lock()
 		if a.ready {
@@ -434,7 +436,7 @@ func (a *Agent) cniAdd(ctx context.Context, ev enroll.Event) error {
 			return nil // enrolled when its workload arrives, if it is in the mesh
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			a.log.Warn("pod refused: not described by the controller yet", "pod", key, "waited", cniAddWait)
+			a.log.Warn("pod refused: not described by the controller yet", "pod", key, "waited", a.cfg.CNIAddWait)
 			return fmt.Errorf("pod %s: the controller has not described it to this node's agent yet (is the controller reachable?); the kubelet retries", key)
 		}
 		time.Sleep(20 * time.Millisecond)
