@@ -52,8 +52,8 @@ type Config struct {
 	DescribesAllPods bool
 	// CNIAddWait bounds how long a CNI ADD waits for the pod's description; zero means 5 s.
 	CNIAddWait time.Duration
-	Metrics          *admin.Metrics
-	Logger           *slog.Logger
+	Metrics    *admin.Metrics
+	Logger     *slog.Logger
 }
 
 // Agent is a running node agent.
