@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/controller/admin"
@@ -71,6 +72,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	gateway, err := gatewayclient.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
 	names := split(*dnsNames)
 	if len(names) == 0 {
 		names = []string{"weft-controller." + *namespace + ".svc", "weft-controller." + *namespace + ".svc." + *clusterDomain}
@@ -88,7 +93,7 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return app.Run(ctx, app.Config{
-		Kube: kube, Istio: istio, Namespace: *namespace,
+		Kube: kube, Istio: istio, Gateway: gateway, Namespace: *namespace,
 		Translate:  translate.Options{TrustDomain: *trustDomain, ClusterDomain: *clusterDomain, RootNamespace: *rootNS},
 		ListenAddr: *listen, AdminAddr: *adminAddr, ServingDNSNames: names, ServingIPs: sans,
 		Registry: reg, Logger: log,

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/weftmesh/weft/controller/admin"
 	"github.com/weftmesh/weft/controller/ca"
@@ -34,6 +35,8 @@ import (
 type Config struct {
 	Kube  kubernetes.Interface
 	Istio istioclient.Interface
+	// Gateway reads Gateway API objects; nil, or CRDs not installed, means none are watched.
+	Gateway gatewayclient.Interface
 	// Namespace is the controller's own namespace (Secrets of the CA, root ConfigMap).
 	Namespace string
 	// Translate holds the mesh-wide settings (trust domain, cluster domain, root namespace).
@@ -69,7 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("trust domain: %w", err)
 	}
-	cl, err := cluster.New(cfg.Kube, cfg.Istio)
+	cl, err := cluster.New(cfg.Kube, cfg.Istio, cfg.Gateway)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
 // Package cluster watches the Kubernetes objects that the mesh is built from with client-go
-// shared informers: Namespaces, Pods, Services, EndpointSlices and Nodes, and
-// Istio's PeerAuthentication and AuthorizationPolicy through istio.io/client-go. It tells when
-// anything changed and hands out the current objects as a [translate.Input].
+// shared informers: Namespaces, Pods, Services, EndpointSlices and Nodes, Istio's
+// PeerAuthentication and AuthorizationPolicy through istio.io/client-go, and Gateway API
+// Gateways (the waypoints' resource) when their CRD is installed. It tells when anything changed
+// and hands out the current objects as a [translate.Input].
 package cluster
 
 import (
@@ -19,13 +20,19 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gatewayinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
+	gatewaylisters "sigs.k8s.io/gateway-api/pkg/client/listers/apis/v1"
+
 	"github.com/weftmesh/weft/controller/translate"
 )
 
 // Cluster is the informer-backed view of the cluster.
 type Cluster struct {
-	kube  informers.SharedInformerFactory
-	istio istioinformers.SharedInformerFactory
+	kube    informers.SharedInformerFactory
+	istio   istioinformers.SharedInformerFactory
+	gateway gatewayinformers.SharedInformerFactory // nil without the Gateway API CRDs
 
 	namespaces    corelisters.NamespaceLister
 	pods          corelisters.PodLister
@@ -34,13 +41,15 @@ type Cluster struct {
 	nodes         corelisters.NodeLister
 	peerAuths     istiolisters.PeerAuthenticationLister
 	authzPolicies istiolisters.AuthorizationPolicyLister
+	gateways      gatewaylisters.GatewayLister
 	podInformer   cache.SharedIndexInformer
 	changed       chan struct{}
 	synced        []cache.InformerSynced
 }
 
-// New returns a Cluster over the clients; call Start, then WaitForSync.
-func New(kube kubernetes.Interface, istio istioclient.Interface) (*Cluster, error) {
+// New returns a Cluster over the clients; call Start, then WaitForSync. gateway may be nil;
+// Gateways are watched only when the apiserver serves gateway.networking.k8s.io/v1.
+func New(kube kubernetes.Interface, istio istioclient.Interface, gateway gatewayclient.Interface) (*Cluster, error) {
 	c := &Cluster{
 		kube:    informers.NewSharedInformerFactory(kube, 0),
 		istio:   istioinformers.NewSharedInformerFactory(istio, 0),
@@ -59,6 +68,15 @@ func New(kube kubernetes.Interface, istio istioclient.Interface) (*Cluster, erro
 		{"Node", core.Nodes().Informer()},
 		{"PeerAuthentication", sec.PeerAuthentications().Informer()},
 		{"AuthorizationPolicy", sec.AuthorizationPolicies().Informer()},
+	}
+	if gateway != nil && served(kube, gatewayv1.GroupVersion.String(), "gateways") {
+		c.gateway = gatewayinformers.NewSharedInformerFactory(gateway, 0)
+		gw := c.gateway.Gateway().V1().Gateways()
+		c.gateways = gw.Lister()
+		watch = append(watch, struct {
+			kind string
+			inf  cache.SharedIndexInformer
+		}{"Gateway", gw.Informer()})
 	}
 	for _, w := range watch {
 		reg, err := w.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -89,6 +107,9 @@ func (c *Cluster) PodInformer() cache.SharedIndexInformer { return c.podInformer
 func (c *Cluster) Start(ctx context.Context) {
 	c.kube.Start(ctx.Done())
 	c.istio.Start(ctx.Done())
+	if c.gateway != nil {
+		c.gateway.Start(ctx.Done())
+	}
 }
 
 // WaitForSync blocks until every informer has listed its objects, or ctx is done.
@@ -150,4 +171,27 @@ func (c *Cluster) Nodes() ([]string, error) {
 // on; listed now so that the debug page shows them).
 func (c *Cluster) AuthorizationPolicies() ([]*securityv1.AuthorizationPolicy, error) {
 	return c.authzPolicies.List(labels.Everything())
+}
+
+// Gateways returns the Gateway API Gateways (waypoints are Gateways of class istio-waypoint;
+// the waypoint issue routes traffic through them), none when the CRD is not installed.
+func (c *Cluster) Gateways() ([]*gatewayv1.Gateway, error) {
+	if c.gateways == nil {
+		return nil, nil
+	}
+	return c.gateways.List(labels.Everything())
+}
+
+// served reports whether the apiserver serves resource in groupVersion.
+func served(kube kubernetes.Interface, groupVersion, resource string) bool {
+	list, err := kube.Discovery().ServerResourcesForGroupVersion(groupVersion)
+	if err != nil {
+		return false
+	}
+	for _, r := range list.APIResources {
+		if r.Name == resource {
+			return true
+		}
+	}
+	return false
 }

@@ -9,7 +9,10 @@ import (
 	istiofake "istio.io/client-go/pkg/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayfake "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned/fake"
 )
 
 func TestInputAndChanges(t *testing.T) {
@@ -24,7 +27,7 @@ func TestInputAndChanges(t *testing.T) {
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}},
 	)
 	istio := istiofake.NewSimpleClientset(&securityv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "shop"}})
-	c, err := New(kube, istio)
+	c, err := New(kube, istio, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +53,48 @@ func TestInputAndChanges(t *testing.T) {
 	case <-c.Changed():
 	case <-ctx.Done():
 		t.Fatal("no change signalled for a new pod")
+	}
+}
+
+func TestGatewaysWhenServed(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false") // see TestInputAndChanges
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "waypoint", Namespace: "shop"}, Spec: gatewayv1.GatewaySpec{GatewayClassName: "istio-waypoint"}}
+	for _, tc := range []struct {
+		name   string
+		served bool
+		want   int
+	}{
+		{"CRD installed", true, 1},
+		{"CRD absent", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kube := fake.NewSimpleClientset()
+			if tc.served {
+				kube.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
+					GroupVersion: gatewayv1.GroupVersion.String(),
+					APIResources: []metav1.APIResource{{Name: "gateways", Kind: "Gateway", Namespaced: true}},
+				}}
+			}
+			// Created through the v1 client: the fake's tracker would file a constructor argument
+			// under v1beta1, whose Gateway is the same Go type.
+			gwc := gatewayfake.NewSimpleClientset()
+			if _, err := gwc.GatewayV1().Gateways("shop").Create(ctx, gw, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := New(kube, istiofake.NewSimpleClientset(), gwc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Start(ctx)
+			if err := c.WaitForSync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := c.Gateways(); err != nil || len(got) != tc.want {
+				t.Fatalf("Gateways() = %d, %v; want %d", len(got), err, tc.want)
+			}
+		})
 	}
 }
 
