@@ -28,6 +28,7 @@ const (
 	DefaultMinBackoff        = 100 * time.Millisecond
 	DefaultMaxBackoff        = 15 * time.Second
 	DefaultResetBackoffAfter = 10 * time.Second
+	DefaultResyncAfterNACK   = 10 * time.Second
 )
 
 // maxMessageSize bounds one response. The first response of a stream carries every resource
@@ -50,6 +51,11 @@ type Options struct {
 	// resets the back-off, so that its end is retried after MinBackoff. Zero means
 	// DefaultResetBackoffAfter.
 	ResetBackoffAfter time.Duration
+	// ResyncAfterNACK: a stream whose rejected resources no later response settled is ended
+	// after this long and a new one opened with the versions held, so that the server resends
+	// what the agent lacks — also the good resources that arrived beside a bad one, which the
+	// server counts as delivered. Zero means DefaultResyncAfterNACK.
+	ResyncAfterNACK time.Duration
 	// Logger receives the source's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -64,6 +70,9 @@ func (o Options) withDefaults() Options {
 	o.MaxBackoff = max(o.MaxBackoff, o.MinBackoff)
 	if o.ResetBackoffAfter <= 0 {
 		o.ResetBackoffAfter = DefaultResetBackoffAfter
+	}
+	if o.ResyncAfterNACK <= 0 {
+		o.ResyncAfterNACK = DefaultResyncAfterNACK
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -162,8 +171,8 @@ func (sy *syncState) versions() map[string]string {
 // stream runs one stream until it breaks or ctx is done. up is how long it stayed up after
 // its first response (zero without one).
 func (s *Source) stream(ctx context.Context, sy *syncState, apply func(*state.Snapshot) error) (up time.Duration, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	client := discoveryv3.NewAggregatedDiscoveryServiceClient(s.conn)
 	str, err := client.DeltaAggregatedResources(ctx, grpc.MaxCallRecvMsgSize(maxMessageSize))
 	if err != nil {
@@ -182,9 +191,16 @@ func (s *Source) stream(ctx context.Context, sy *syncState, apply func(*state.Sn
 		return 0, streamErr(str, err)
 	}
 	var since time.Time // of the first response
+	resync := time.AfterFunc(time.Hour, func() { cancel(errResync) })
+	resync.Stop()
+	defer resync.Stop()
+	resyncArmed := false
 	for {
 		resp, err := str.Recv()
 		if err != nil {
+			if errors.Is(context.Cause(ctx), errResync) {
+				err = errResync
+			}
 			if since.IsZero() {
 				return 0, streamErr(str, err)
 			}
@@ -199,8 +215,19 @@ func (s *Source) stream(ctx context.Context, sy *syncState, apply func(*state.Sn
 		if err := str.Send(req); err != nil {
 			return time.Since(since), streamErr(str, err)
 		}
+		switch {
+		case len(sy.pending) > 0 && !resyncArmed: // from the first unsettled rejection
+			resync.Reset(s.opts.ResyncAfterNACK)
+			resyncArmed = true
+		case len(sy.pending) == 0 && resyncArmed:
+			resync.Stop()
+			resyncArmed = false
+		}
 	}
 }
+
+// errResync ends a stream on purpose after a rejection (Options.ResyncAfterNACK).
+var errResync = errors.New("resynchronising after a rejected configuration")
 
 // streamErr returns why a stream broke: Send reports io.EOF and leaves the status to Recv,
 // and Recv's io.EOF is a stream the server ended without an error.

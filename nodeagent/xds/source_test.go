@@ -396,3 +396,36 @@ func TestNewSourceStatus(t *testing.T) {
 		t.Errorf("status = %+v", st)
 	}
 }
+
+// TestSourceResyncAfterNACK: good resources that arrived beside a bad one are counted as
+// delivered by the server; once the bad one is fixed, a resync stream makes the server send
+// them again.
+func TestSourceResyncAfterNACK(t *testing.T) {
+	cp := startControlPlane(t, workloadAddr(webUID, "10.0.0.1"))
+	a := &agent{}
+	opts := testOptions()
+	opts.ResyncAfterNACK = 200 * time.Millisecond
+	src := NewSource(dial(t, cp.addr), cp.addr, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, a.apply) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, "the initial snapshot", func() bool { return a.delivered() == 1 })
+
+	good, bad := workloadAddr(web2UID, "10.0.0.2"), workloadAddr(web3UID, "10.0.0.x")
+	if err := cp.cache.UpdateResources(map[string]types.Resource{web2UID: good, web3UID: bad}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the NACK", func() bool { _, nacks := cp.acks(); return len(nacks) == 1 })
+	cp.update(workloadAddr(web3UID, "10.0.0.3"))
+	waitFor(t, "the fixed workload", func() bool { return slices.Contains(a.uids(), web3UID) })
+	waitFor(t, "the good workload, resent by a resync", func() bool { return slices.Contains(a.uids(), web2UID) })
+	if src.Status().LastError != nil {
+		t.Errorf("Status().LastError = %v after the resync", src.Status().LastError)
+	}
+}
