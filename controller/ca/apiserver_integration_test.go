@@ -25,7 +25,6 @@ import (
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/controller/ca"
-	"github.com/weftmesh/weft/nodeagent/identity"
 	"github.com/weftmesh/weft/test/controlplane"
 )
 
@@ -209,7 +208,7 @@ func TestCAWithRealAPIServer(t *testing.T) {
 	}
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	writeToken(t, tokenFile, agentToken(api.TokenAudience))
-	client := identity.NewGRPCCA(dial(t, addr, mustParsePEM(t, cm.Data[api.RootCertKey]), tokenFile))
+	client := dial(t, addr, mustParsePEM(t, cm.Data[api.RootCertKey]), tokenFile)
 
 	caller, err := authority.Authenticator().AuthenticateToken(ctx, agentToken(api.TokenAudience))
 	if err != nil {
@@ -220,24 +219,19 @@ func TestCAWithRealAPIServer(t *testing.T) {
 	}
 
 	t.Run("own node", func(t *testing.T) {
-		m, err := identity.NewManager(client, identity.Options{TrustDomain: testTD, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
 		books := spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/books")
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		svid, err := m.Get(cctx, books)
+		svid, err := createSVID(cctx, t, client, books.String(), 24*time.Hour)
 		if err != nil {
-			t.Fatalf("Manager.Get(%s): %v", books, err)
+			t.Fatalf("CreateCertificate(%s): %v", books, err)
 		}
-		if id, _, err := x509svid.Verify(svid.Certificates, m.Bundle()); err != nil || id != books {
+		if id, _, err := x509svid.Verify(svid.Certificates, trustBundle(cctx, t, client)); err != nil || id != books {
 			t.Errorf("SVID %s: %v", id, err)
 		}
 	})
 	t.Run("other node", func(t *testing.T) {
-		_, err := client.Sign(ctx, csrFor(t, mustKey(t), "spiffe://cluster.local/ns/shop/sa/reviews"), time.Hour)
+		_, err := createSVID(ctx, t, client, "spiffe://cluster.local/ns/shop/sa/reviews", time.Hour)
 		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "no pod of service account shop/reviews is scheduled on node node-a") {
 			t.Errorf("identity of the pod on node-b: %v, want PermissionDenied naming node-a", err)
 		}
@@ -245,8 +239,8 @@ func TestCAWithRealAPIServer(t *testing.T) {
 	t.Run("other audience", func(t *testing.T) {
 		other := filepath.Join(t.TempDir(), "token")
 		writeToken(t, other, agentToken("https://example.com/other"))
-		c := identity.NewGRPCCA(dial(t, addr, mustParsePEM(t, cm.Data[api.RootCertKey]), other))
-		_, err := c.Sign(ctx, csrFor(t, mustKey(t), "spiffe://cluster.local/ns/shop/sa/books"), time.Hour)
+		c := dial(t, addr, mustParsePEM(t, cm.Data[api.RootCertKey]), other)
+		_, err := createSVID(ctx, t, c, "spiffe://cluster.local/ns/shop/sa/books", time.Hour)
 		if status.Code(err) != codes.Unauthenticated {
 			t.Errorf("token for another audience: %v, want Unauthenticated", err)
 		}
@@ -279,11 +273,12 @@ func TestCAWithRealAPIServer(t *testing.T) {
 			}
 			return nil
 		})
-		chain, err := client.Sign(ctx, csrFor(t, mustKey(t), "spiffe://cluster.local/ns/shop/sa/books"), time.Hour)
+		books := spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/books")
+		svid, err := createSVID(ctx, t, client, books.String(), time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(chain) != 3 || !chain[1].Equal(inter.cert) {
+		if chain := svid.Certificates; len(chain) != 3 || !chain[1].Equal(inter.cert) {
 			t.Errorf("chain of %d certificates, want leaf, plug-in intermediate, root", len(chain))
 		}
 	})
