@@ -68,6 +68,7 @@ type Agent struct {
 	mu        sync.Mutex
 	sandboxes map[netip.Addr]string // pod address → netns path, from CNI events and scans
 	pods      map[string]sandbox    // "namespace/name" → sandbox, from CNI events
+	unfound   map[netip.Addr]bool   // addresses a scan did not find (cleared by CNI reports)
 	served    map[string]*served    // by workload UID
 	ready     bool
 }
@@ -95,7 +96,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.CNIAddWait <= 0 {
 		cfg.CNIAddWait = 5 * time.Second
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, store: &state.Store{}, sandboxes: map[netip.Addr]string{}, pods: map[string]sandbox{}, served: map[string]*served{}}
+	a := &Agent{cfg: cfg, log: cfg.Logger, store: &state.Store{}, sandboxes: map[netip.Addr]string{}, pods: map[string]sandbox{}, unfound: map[netip.Addr]bool{}, served: map[string]*served{}}
 	dp, err := datapath.Attach(cfg.Datapath)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -196,9 +197,7 @@ func (a *Agent) apply(snap *state.Snapshot) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	first := !a.ready
-	// Pods that ran before the agent are found by a scan, once; later ones are reported by the
-	// CNI plugin, so a workload listed before its pod starts costs no scan.
-	a.reconcileLocked(first)
+	a.reconcileLocked()
 	if first {
 		a.forgetStaleLocked()
 		a.ready = true
@@ -227,9 +226,13 @@ func changedAddrs(old, cur *state.Snapshot) []netip.Addr {
 	return out
 }
 
-// reconcileLocked serves every enrolled local workload whose sandbox is known (scanning the
-// node's network namespaces for the unknown ones when scan is set) and stops serving the others.
-func (a *Agent) reconcileLocked(scan bool) {
+// reconcileLocked serves every enrolled local workload whose sandbox is known and stops
+// serving the others. A running pod whose sandbox the agent has not seen — it started before
+// the agent, or before it was enrolled (its namespace labelled later) — is looked for by a scan
+// of the node's network namespaces, matched by address; an address a scan did not find is not
+// looked for again (a pod started since is reported by the CNI plugin), so updates cost no
+// host-wide scan in the steady state.
+func (a *Agent) reconcileLocked() {
 	snap := a.store.Load()
 	want := map[string]*state.Workload{}
 	var missing []netip.Addr
@@ -239,16 +242,24 @@ func (a *Agent) reconcileLocked(scan bool) {
 		}
 		want[w.UID] = w
 		if _, ok := a.served[w.UID]; !ok && !a.hasSandboxLocked(w) {
-			missing = append(missing, w.Addresses...)
+			for _, ip := range w.Addresses {
+				if !a.unfound[ip] {
+					missing = append(missing, ip)
+				}
+			}
 		}
 	}
-	if scan && len(missing) > 0 {
+	if len(missing) > 0 {
 		found, err := enroll.Scan(missing, a.cfg.NetNSDirs...)
 		if err != nil {
 			a.log.Warn("netns scan", "err", err)
 		}
-		for ip, path := range found {
-			a.sandboxes[ip] = path
+		for _, ip := range missing {
+			if path, ok := found[ip]; ok {
+				a.sandboxes[ip] = path
+			} else {
+				a.unfound[ip] = true
+			}
 		}
 	}
 	for uid, s := range a.served {
@@ -411,6 +422,7 @@ func (a *Agent) cniAdd(ctx context.Context, ev enroll.Event) error {
 	a.mu.Lock()
 	for _, ip := range ev.IPs {
 		a.sandboxes[ip] = ev.NetNS
+		delete(a.unfound, ip)
 	}
 	a.pods[key] = sandbox{netns: ev.NetNS, ips: ev.IPs}
 	a.mu.Unlock()
@@ -424,7 +436,7 @@ func (a *Agent) cniAdd(ctx context.Context, ev enroll.Event) error {
 				if !w.Enrolled() {
 					return nil
 				}
-				a.reconcileLocked(false)
+				a.reconcileLocked()
 				if _, ok := a.served[w.UID]; !ok {
 					return fmt.Errorf("pod %s could not be enrolled (see the agent's log)", key)
 				}

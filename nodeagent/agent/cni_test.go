@@ -39,6 +39,7 @@ func TestCNIAddDecisions(t *testing.T) {
 				store:     &state.Store{},
 				sandboxes: map[netip.Addr]string{},
 				pods:      map[string]sandbox{},
+				unfound:   map[netip.Addr]bool{},
 				served:    map[string]*served{},
 				ready:     true,
 			}

@@ -26,7 +26,7 @@ import (
 // Defaults of Options.
 const (
 	DefaultMinBackoff        = 100 * time.Millisecond
-	DefaultMaxBackoff        = 15 * time.Second
+	DefaultMaxBackoff        = 5 * time.Second
 	DefaultResetBackoffAfter = 10 * time.Second
 	DefaultResyncAfterNACK   = 10 * time.Second
 )
