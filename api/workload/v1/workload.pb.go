@@ -277,10 +277,116 @@ func (AppProtocol) EnumDescriptor() ([]byte, []int) {
 	return file_workload_v1_workload_proto_rawDescGZIP(), []int{4}
 }
 
+// AuthorizationScope says which workloads a policy applies to.
+type AuthorizationScope int32
+
+const (
+	// WORKLOAD_SELECTOR: the workloads whose authorization_policies name it.
+	AuthorizationScope_WORKLOAD_SELECTOR AuthorizationScope = 0
+	// NAMESPACE: every workload of the policy's namespace (a policy without selector).
+	AuthorizationScope_NAMESPACE AuthorizationScope = 1
+	// GLOBAL: every workload of the mesh (a policy without selector in the root namespace).
+	AuthorizationScope_GLOBAL AuthorizationScope = 2
+)
+
+// Enum value maps for AuthorizationScope.
+var (
+	AuthorizationScope_name = map[int32]string{
+		0: "WORKLOAD_SELECTOR",
+		1: "NAMESPACE",
+		2: "GLOBAL",
+	}
+	AuthorizationScope_value = map[string]int32{
+		"WORKLOAD_SELECTOR": 0,
+		"NAMESPACE":         1,
+		"GLOBAL":            2,
+	}
+)
+
+func (x AuthorizationScope) Enum() *AuthorizationScope {
+	p := new(AuthorizationScope)
+	*p = x
+	return p
+}
+
+func (x AuthorizationScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AuthorizationScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_workload_v1_workload_proto_enumTypes[5].Descriptor()
+}
+
+func (AuthorizationScope) Type() protoreflect.EnumType {
+	return &file_workload_v1_workload_proto_enumTypes[5]
+}
+
+func (x AuthorizationScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AuthorizationScope.Descriptor instead.
+func (AuthorizationScope) EnumDescriptor() ([]byte, []int) {
+	return file_workload_v1_workload_proto_rawDescGZIP(), []int{5}
+}
+
+// AuthorizationAction is what a matching policy does. Evaluation: any matching DENY denies;
+// else, when ALLOW policies apply, one must match; AUDIT only records.
+type AuthorizationAction int32
+
+const (
+	AuthorizationAction_ALLOW AuthorizationAction = 0
+	AuthorizationAction_DENY  AuthorizationAction = 1
+	AuthorizationAction_AUDIT AuthorizationAction = 2
+)
+
+// Enum value maps for AuthorizationAction.
+var (
+	AuthorizationAction_name = map[int32]string{
+		0: "ALLOW",
+		1: "DENY",
+		2: "AUDIT",
+	}
+	AuthorizationAction_value = map[string]int32{
+		"ALLOW": 0,
+		"DENY":  1,
+		"AUDIT": 2,
+	}
+)
+
+func (x AuthorizationAction) Enum() *AuthorizationAction {
+	p := new(AuthorizationAction)
+	*p = x
+	return p
+}
+
+func (x AuthorizationAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AuthorizationAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_workload_v1_workload_proto_enumTypes[6].Descriptor()
+}
+
+func (AuthorizationAction) Type() protoreflect.EnumType {
+	return &file_workload_v1_workload_proto_enumTypes[6]
+}
+
+func (x AuthorizationAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AuthorizationAction.Descriptor instead.
+func (AuthorizationAction) EnumDescriptor() ([]byte, []int) {
+	return file_workload_v1_workload_proto_rawDescGZIP(), []int{6}
+}
+
 // Address is one resource of workload discovery (type URL
-// type.googleapis.com/weft.workload.v1.Address): a workload or a service. Its name is the
-// workload's uid, or "<namespace>/<hostname>" for a service. Workloads and services travel as
-// one resource type so that a service and the workloads it names arrive in one response.
+// type.googleapis.com/weft.workload.v1.Address): a workload, a service or an authorization
+// policy. Its name is the workload's uid, "<namespace>/<hostname>" for a service, or
+// "authorization/<namespace>/<name>" for a policy. They travel as one resource type so that a
+// service and the workloads it names, or a policy and the workloads it selects, arrive in one
+// response and are applied together.
 type Address struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -288,6 +394,7 @@ type Address struct {
 	//
 	//	*Address_Workload
 	//	*Address_Service
+	//	*Address_Authorization
 	Type          isAddress_Type `protobuf_oneof:"type"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -355,6 +462,15 @@ func (x *Address) GetService() *Service {
 	return nil
 }
 
+func (x *Address) GetAuthorization() *Authorization {
+	if x != nil {
+		if x, ok := x.Type.(*Address_Authorization); ok {
+			return x.Authorization
+		}
+	}
+	return nil
+}
+
 type isAddress_Type interface {
 	isAddress_Type()
 }
@@ -367,9 +483,15 @@ type Address_Service struct {
 	Service *Service `protobuf:"bytes,3,opt,name=service,proto3,oneof"`
 }
 
+type Address_Authorization struct {
+	Authorization *Authorization `protobuf:"bytes,4,opt,name=authorization,proto3,oneof"`
+}
+
 func (*Address_Workload) isAddress_Type() {}
 
 func (*Address_Service) isAddress_Type() {}
+
+func (*Address_Authorization) isAddress_Type() {}
 
 // Workload is one addressable workload, usually a pod.
 type Workload struct {
@@ -407,8 +529,12 @@ type Workload struct {
 	// peer_authentication is the effective PeerAuthentication of the workload, already resolved
 	// from the mesh-wide, namespace and workload policies.
 	PeerAuthentication *PeerAuthentication `protobuf:"bytes,19,opt,name=peer_authentication,json=peerAuthentication,proto3" json:"peer_authentication,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// authorization_policies names the WORKLOAD_SELECTOR policies that select this workload
+	// (resource names, "authorization/<namespace>/<name>"); GLOBAL and NAMESPACE policies apply
+	// by their scope.
+	AuthorizationPolicies []string `protobuf:"bytes,20,rep,name=authorization_policies,json=authorizationPolicies,proto3" json:"authorization_policies,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Workload) Reset() {
@@ -570,6 +696,13 @@ func (x *Workload) GetExcludeOutboundPorts() []uint32 {
 func (x *Workload) GetPeerAuthentication() *PeerAuthentication {
 	if x != nil {
 		return x.PeerAuthentication
+	}
+	return nil
+}
+
+func (x *Workload) GetAuthorizationPolicies() []string {
+	if x != nil {
+		return x.AuthorizationPolicies
 	}
 	return nil
 }
@@ -904,16 +1037,428 @@ func (x *Endpoint) GetPorts() map[uint32]uint32 {
 	return nil
 }
 
+// Authorization is an AuthorizationPolicy as the node agent enforces it at L4, on connections to
+// the workloads it applies to. The controller has already resolved what L4 cannot check (see
+// its status conditions): an ALLOW rule that needs L7 attributes is dropped (it matches
+// nothing), a DENY rule keeps its L4 parts (it denies more, never less).
+type Authorization struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Scope     AuthorizationScope     `protobuf:"varint,3,opt,name=scope,proto3,enum=weft.workload.v1.AuthorizationScope" json:"scope,omitempty"`
+	Action    AuthorizationAction    `protobuf:"varint,4,opt,name=action,proto3,enum=weft.workload.v1.AuthorizationAction" json:"action,omitempty"`
+	// rules are OR-ed. An Authorization without rules matches no connection.
+	Rules         []*AuthorizationRule `protobuf:"bytes,5,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Authorization) Reset() {
+	*x = Authorization{}
+	mi := &file_workload_v1_workload_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authorization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authorization) ProtoMessage() {}
+
+func (x *Authorization) ProtoReflect() protoreflect.Message {
+	mi := &file_workload_v1_workload_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
+func (*Authorization) Descriptor() ([]byte, []int) {
+	return file_workload_v1_workload_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Authorization) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Authorization) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Authorization) GetScope() AuthorizationScope {
+	if x != nil {
+		return x.Scope
+	}
+	return AuthorizationScope_WORKLOAD_SELECTOR
+}
+
+func (x *Authorization) GetAction() AuthorizationAction {
+	if x != nil {
+		return x.Action
+	}
+	return AuthorizationAction_ALLOW
+}
+
+func (x *Authorization) GetRules() []*AuthorizationRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// AuthorizationRule matches when all its clauses match; a rule without clauses matches every
+// connection (Istio's `rules: [{}]`).
+type AuthorizationRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Clauses       []*AuthorizationClause `protobuf:"bytes,1,rep,name=clauses,proto3" json:"clauses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizationRule) Reset() {
+	*x = AuthorizationRule{}
+	mi := &file_workload_v1_workload_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationRule) ProtoMessage() {}
+
+func (x *AuthorizationRule) ProtoReflect() protoreflect.Message {
+	mi := &file_workload_v1_workload_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationRule.ProtoReflect.Descriptor instead.
+func (*AuthorizationRule) Descriptor() ([]byte, []int) {
+	return file_workload_v1_workload_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AuthorizationRule) GetClauses() []*AuthorizationClause {
+	if x != nil {
+		return x.Clauses
+	}
+	return nil
+}
+
+// AuthorizationClause matches when any of its matches does (the entries of `from`, of `to`, or
+// the values of one `when` condition).
+type AuthorizationClause struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Matches       []*AuthorizationMatch  `protobuf:"bytes,1,rep,name=matches,proto3" json:"matches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizationClause) Reset() {
+	*x = AuthorizationClause{}
+	mi := &file_workload_v1_workload_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationClause) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationClause) ProtoMessage() {}
+
+func (x *AuthorizationClause) ProtoReflect() protoreflect.Message {
+	mi := &file_workload_v1_workload_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationClause.ProtoReflect.Descriptor instead.
+func (*AuthorizationClause) Descriptor() ([]byte, []int) {
+	return file_workload_v1_workload_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AuthorizationClause) GetMatches() []*AuthorizationMatch {
+	if x != nil {
+		return x.Matches
+	}
+	return nil
+}
+
+// AuthorizationMatch matches when every field that is set matches: a positive field when any of
+// its values matches, a not_ field when none does.
+type AuthorizationMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespaces and principals are the source's, from its mTLS identity; a principal is
+	// "<trust domain>/ns/<namespace>/sa/<service account>". A plaintext source has neither.
+	Namespaces    []*StringMatch `protobuf:"bytes,1,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
+	NotNamespaces []*StringMatch `protobuf:"bytes,2,rep,name=not_namespaces,json=notNamespaces,proto3" json:"not_namespaces,omitempty"`
+	Principals    []*StringMatch `protobuf:"bytes,3,rep,name=principals,proto3" json:"principals,omitempty"`
+	NotPrincipals []*StringMatch `protobuf:"bytes,4,rep,name=not_principals,json=notPrincipals,proto3" json:"not_principals,omitempty"`
+	// source_ips are CIDRs of the connection's source address (ipBlocks, remoteIpBlocks and
+	// source.ip are the same thing at L4: the original client address is preserved).
+	SourceIps           []string `protobuf:"bytes,5,rep,name=source_ips,json=sourceIps,proto3" json:"source_ips,omitempty"`
+	NotSourceIps        []string `protobuf:"bytes,6,rep,name=not_source_ips,json=notSourceIps,proto3" json:"not_source_ips,omitempty"`
+	DestinationIps      []string `protobuf:"bytes,7,rep,name=destination_ips,json=destinationIps,proto3" json:"destination_ips,omitempty"`
+	NotDestinationIps   []string `protobuf:"bytes,8,rep,name=not_destination_ips,json=notDestinationIps,proto3" json:"not_destination_ips,omitempty"`
+	DestinationPorts    []uint32 `protobuf:"varint,9,rep,packed,name=destination_ports,json=destinationPorts,proto3" json:"destination_ports,omitempty"`
+	NotDestinationPorts []uint32 `protobuf:"varint,10,rep,packed,name=not_destination_ports,json=notDestinationPorts,proto3" json:"not_destination_ports,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *AuthorizationMatch) Reset() {
+	*x = AuthorizationMatch{}
+	mi := &file_workload_v1_workload_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationMatch) ProtoMessage() {}
+
+func (x *AuthorizationMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_workload_v1_workload_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationMatch.ProtoReflect.Descriptor instead.
+func (*AuthorizationMatch) Descriptor() ([]byte, []int) {
+	return file_workload_v1_workload_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AuthorizationMatch) GetNamespaces() []*StringMatch {
+	if x != nil {
+		return x.Namespaces
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetNotNamespaces() []*StringMatch {
+	if x != nil {
+		return x.NotNamespaces
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetPrincipals() []*StringMatch {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetNotPrincipals() []*StringMatch {
+	if x != nil {
+		return x.NotPrincipals
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetSourceIps() []string {
+	if x != nil {
+		return x.SourceIps
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetNotSourceIps() []string {
+	if x != nil {
+		return x.NotSourceIps
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetDestinationIps() []string {
+	if x != nil {
+		return x.DestinationIps
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetNotDestinationIps() []string {
+	if x != nil {
+		return x.NotDestinationIps
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetDestinationPorts() []uint32 {
+	if x != nil {
+		return x.DestinationPorts
+	}
+	return nil
+}
+
+func (x *AuthorizationMatch) GetNotDestinationPorts() []uint32 {
+	if x != nil {
+		return x.NotDestinationPorts
+	}
+	return nil
+}
+
+// StringMatch is one of Istio's string forms: exact "a", prefix "a*", suffix "*a", or presence
+// "*" (any non-empty value).
+type StringMatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Match:
+	//
+	//	*StringMatch_Exact
+	//	*StringMatch_Prefix
+	//	*StringMatch_Suffix
+	//	*StringMatch_Presence
+	Match         isStringMatch_Match `protobuf_oneof:"match"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StringMatch) Reset() {
+	*x = StringMatch{}
+	mi := &file_workload_v1_workload_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StringMatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StringMatch) ProtoMessage() {}
+
+func (x *StringMatch) ProtoReflect() protoreflect.Message {
+	mi := &file_workload_v1_workload_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StringMatch.ProtoReflect.Descriptor instead.
+func (*StringMatch) Descriptor() ([]byte, []int) {
+	return file_workload_v1_workload_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StringMatch) GetMatch() isStringMatch_Match {
+	if x != nil {
+		return x.Match
+	}
+	return nil
+}
+
+func (x *StringMatch) GetExact() string {
+	if x != nil {
+		if x, ok := x.Match.(*StringMatch_Exact); ok {
+			return x.Exact
+		}
+	}
+	return ""
+}
+
+func (x *StringMatch) GetPrefix() string {
+	if x != nil {
+		if x, ok := x.Match.(*StringMatch_Prefix); ok {
+			return x.Prefix
+		}
+	}
+	return ""
+}
+
+func (x *StringMatch) GetSuffix() string {
+	if x != nil {
+		if x, ok := x.Match.(*StringMatch_Suffix); ok {
+			return x.Suffix
+		}
+	}
+	return ""
+}
+
+func (x *StringMatch) GetPresence() bool {
+	if x != nil {
+		if x, ok := x.Match.(*StringMatch_Presence); ok {
+			return x.Presence
+		}
+	}
+	return false
+}
+
+type isStringMatch_Match interface {
+	isStringMatch_Match()
+}
+
+type StringMatch_Exact struct {
+	Exact string `protobuf:"bytes,1,opt,name=exact,proto3,oneof"`
+}
+
+type StringMatch_Prefix struct {
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3,oneof"`
+}
+
+type StringMatch_Suffix struct {
+	Suffix string `protobuf:"bytes,3,opt,name=suffix,proto3,oneof"`
+}
+
+type StringMatch_Presence struct {
+	Presence bool `protobuf:"varint,4,opt,name=presence,proto3,oneof"`
+}
+
+func (*StringMatch_Exact) isStringMatch_Match() {}
+
+func (*StringMatch_Prefix) isStringMatch_Match() {}
+
+func (*StringMatch_Suffix) isStringMatch_Match() {}
+
+func (*StringMatch_Presence) isStringMatch_Match() {}
+
 var File_workload_v1_workload_proto protoreflect.FileDescriptor
 
 const file_workload_v1_workload_proto_rawDesc = "" +
 	"\n" +
-	"\x1aworkload/v1/workload.proto\x12\x10weft.workload.v1\"\x96\x01\n" +
+	"\x1aworkload/v1/workload.proto\x12\x10weft.workload.v1\"\xdf\x01\n" +
 	"\aAddress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
 	"\bworkload\x18\x02 \x01(\v2\x1a.weft.workload.v1.WorkloadH\x00R\bworkload\x125\n" +
-	"\aservice\x18\x03 \x01(\v2\x19.weft.workload.v1.ServiceH\x00R\aserviceB\x06\n" +
-	"\x04type\"\xaa\a\n" +
+	"\aservice\x18\x03 \x01(\v2\x19.weft.workload.v1.ServiceH\x00R\aservice\x12G\n" +
+	"\rauthorization\x18\x04 \x01(\v2\x1f.weft.workload.v1.AuthorizationH\x00R\rauthorizationB\x06\n" +
+	"\x04type\"\xe1\a\n" +
 	"\bWorkload\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -935,7 +1480,8 @@ const file_workload_v1_workload_proto_rawDesc = "" +
 	"\x06labels\x18\x10 \x03(\v2&.weft.workload.v1.Workload.LabelsEntryR\x06labels\x122\n" +
 	"\x15exclude_inbound_ports\x18\x11 \x03(\rR\x13excludeInboundPorts\x124\n" +
 	"\x16exclude_outbound_ports\x18\x12 \x03(\rR\x14excludeOutboundPorts\x12U\n" +
-	"\x13peer_authentication\x18\x13 \x01(\v2$.weft.workload.v1.PeerAuthenticationR\x12peerAuthentication\x1a9\n" +
+	"\x13peer_authentication\x18\x13 \x01(\v2$.weft.workload.v1.PeerAuthenticationR\x12peerAuthentication\x125\n" +
+	"\x16authorization_policies\x18\x14 \x03(\tR\x15authorizationPolicies\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
@@ -969,7 +1515,40 @@ const file_workload_v1_workload_proto_rawDesc = "" +
 	"\n" +
 	"PortsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01*%\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xf7\x01\n" +
+	"\rAuthorization\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12:\n" +
+	"\x05scope\x18\x03 \x01(\x0e2$.weft.workload.v1.AuthorizationScopeR\x05scope\x12=\n" +
+	"\x06action\x18\x04 \x01(\x0e2%.weft.workload.v1.AuthorizationActionR\x06action\x129\n" +
+	"\x05rules\x18\x05 \x03(\v2#.weft.workload.v1.AuthorizationRuleR\x05rules\"T\n" +
+	"\x11AuthorizationRule\x12?\n" +
+	"\aclauses\x18\x01 \x03(\v2%.weft.workload.v1.AuthorizationClauseR\aclauses\"U\n" +
+	"\x13AuthorizationClause\x12>\n" +
+	"\amatches\x18\x01 \x03(\v2$.weft.workload.v1.AuthorizationMatchR\amatches\"\x9d\x04\n" +
+	"\x12AuthorizationMatch\x12=\n" +
+	"\n" +
+	"namespaces\x18\x01 \x03(\v2\x1d.weft.workload.v1.StringMatchR\n" +
+	"namespaces\x12D\n" +
+	"\x0enot_namespaces\x18\x02 \x03(\v2\x1d.weft.workload.v1.StringMatchR\rnotNamespaces\x12=\n" +
+	"\n" +
+	"principals\x18\x03 \x03(\v2\x1d.weft.workload.v1.StringMatchR\n" +
+	"principals\x12D\n" +
+	"\x0enot_principals\x18\x04 \x03(\v2\x1d.weft.workload.v1.StringMatchR\rnotPrincipals\x12\x1d\n" +
+	"\n" +
+	"source_ips\x18\x05 \x03(\tR\tsourceIps\x12$\n" +
+	"\x0enot_source_ips\x18\x06 \x03(\tR\fnotSourceIps\x12'\n" +
+	"\x0fdestination_ips\x18\a \x03(\tR\x0edestinationIps\x12.\n" +
+	"\x13not_destination_ips\x18\b \x03(\tR\x11notDestinationIps\x12+\n" +
+	"\x11destination_ports\x18\t \x03(\rR\x10destinationPorts\x122\n" +
+	"\x15not_destination_ports\x18\n" +
+	" \x03(\rR\x13notDestinationPorts\"\x80\x01\n" +
+	"\vStringMatch\x12\x16\n" +
+	"\x05exact\x18\x01 \x01(\tH\x00R\x05exact\x12\x18\n" +
+	"\x06prefix\x18\x02 \x01(\tH\x00R\x06prefix\x12\x18\n" +
+	"\x06suffix\x18\x03 \x01(\tH\x00R\x06suffix\x12\x1c\n" +
+	"\bpresence\x18\x04 \x01(\bH\x00R\bpresenceB\a\n" +
+	"\x05match*%\n" +
 	"\x0eTunnelProtocol\x12\b\n" +
 	"\x04NONE\x10\x00\x12\t\n" +
 	"\x05HBONE\x10\x01*,\n" +
@@ -994,7 +1573,16 @@ const file_workload_v1_workload_proto_rawDesc = "" +
 	"\n" +
 	"\x06HTTP11\x10\x01\x12\t\n" +
 	"\x05HTTP2\x10\x02\x12\b\n" +
-	"\x04GRPC\x10\x03B5Z3github.com/weftmesh/weft/api/workload/v1;workloadv1b\x06proto3"
+	"\x04GRPC\x10\x03*F\n" +
+	"\x12AuthorizationScope\x12\x15\n" +
+	"\x11WORKLOAD_SELECTOR\x10\x00\x12\r\n" +
+	"\tNAMESPACE\x10\x01\x12\n" +
+	"\n" +
+	"\x06GLOBAL\x10\x02*5\n" +
+	"\x13AuthorizationAction\x12\t\n" +
+	"\x05ALLOW\x10\x00\x12\b\n" +
+	"\x04DENY\x10\x01\x12\t\n" +
+	"\x05AUDIT\x10\x02B5Z3github.com/weftmesh/weft/api/workload/v1;workloadv1b\x06proto3"
 
 var (
 	file_workload_v1_workload_proto_rawDescOnce sync.Once
@@ -1008,47 +1596,64 @@ func file_workload_v1_workload_proto_rawDescGZIP() []byte {
 	return file_workload_v1_workload_proto_rawDescData
 }
 
-var file_workload_v1_workload_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_workload_v1_workload_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_workload_v1_workload_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_workload_v1_workload_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_workload_v1_workload_proto_goTypes = []any{
-	(TunnelProtocol)(0),        // 0: weft.workload.v1.TunnelProtocol
-	(WorkloadStatus)(0),        // 1: weft.workload.v1.WorkloadStatus
-	(WorkloadType)(0),          // 2: weft.workload.v1.WorkloadType
-	(MTLSMode)(0),              // 3: weft.workload.v1.MTLSMode
-	(AppProtocol)(0),           // 4: weft.workload.v1.AppProtocol
-	(*Address)(nil),            // 5: weft.workload.v1.Address
-	(*Workload)(nil),           // 6: weft.workload.v1.Workload
-	(*GatewayAddress)(nil),     // 7: weft.workload.v1.GatewayAddress
-	(*PeerAuthentication)(nil), // 8: weft.workload.v1.PeerAuthentication
-	(*Service)(nil),            // 9: weft.workload.v1.Service
-	(*Port)(nil),               // 10: weft.workload.v1.Port
-	(*Endpoint)(nil),           // 11: weft.workload.v1.Endpoint
-	nil,                        // 12: weft.workload.v1.Workload.LabelsEntry
-	nil,                        // 13: weft.workload.v1.PeerAuthentication.PortLevelEntry
-	nil,                        // 14: weft.workload.v1.Endpoint.PortsEntry
+	(TunnelProtocol)(0),         // 0: weft.workload.v1.TunnelProtocol
+	(WorkloadStatus)(0),         // 1: weft.workload.v1.WorkloadStatus
+	(WorkloadType)(0),           // 2: weft.workload.v1.WorkloadType
+	(MTLSMode)(0),               // 3: weft.workload.v1.MTLSMode
+	(AppProtocol)(0),            // 4: weft.workload.v1.AppProtocol
+	(AuthorizationScope)(0),     // 5: weft.workload.v1.AuthorizationScope
+	(AuthorizationAction)(0),    // 6: weft.workload.v1.AuthorizationAction
+	(*Address)(nil),             // 7: weft.workload.v1.Address
+	(*Workload)(nil),            // 8: weft.workload.v1.Workload
+	(*GatewayAddress)(nil),      // 9: weft.workload.v1.GatewayAddress
+	(*PeerAuthentication)(nil),  // 10: weft.workload.v1.PeerAuthentication
+	(*Service)(nil),             // 11: weft.workload.v1.Service
+	(*Port)(nil),                // 12: weft.workload.v1.Port
+	(*Endpoint)(nil),            // 13: weft.workload.v1.Endpoint
+	(*Authorization)(nil),       // 14: weft.workload.v1.Authorization
+	(*AuthorizationRule)(nil),   // 15: weft.workload.v1.AuthorizationRule
+	(*AuthorizationClause)(nil), // 16: weft.workload.v1.AuthorizationClause
+	(*AuthorizationMatch)(nil),  // 17: weft.workload.v1.AuthorizationMatch
+	(*StringMatch)(nil),         // 18: weft.workload.v1.StringMatch
+	nil,                         // 19: weft.workload.v1.Workload.LabelsEntry
+	nil,                         // 20: weft.workload.v1.PeerAuthentication.PortLevelEntry
+	nil,                         // 21: weft.workload.v1.Endpoint.PortsEntry
 }
 var file_workload_v1_workload_proto_depIdxs = []int32{
-	6,  // 0: weft.workload.v1.Address.workload:type_name -> weft.workload.v1.Workload
-	9,  // 1: weft.workload.v1.Address.service:type_name -> weft.workload.v1.Service
-	0,  // 2: weft.workload.v1.Workload.tunnel_protocol:type_name -> weft.workload.v1.TunnelProtocol
-	7,  // 3: weft.workload.v1.Workload.waypoint:type_name -> weft.workload.v1.GatewayAddress
-	1,  // 4: weft.workload.v1.Workload.status:type_name -> weft.workload.v1.WorkloadStatus
-	2,  // 5: weft.workload.v1.Workload.workload_type:type_name -> weft.workload.v1.WorkloadType
-	12, // 6: weft.workload.v1.Workload.labels:type_name -> weft.workload.v1.Workload.LabelsEntry
-	8,  // 7: weft.workload.v1.Workload.peer_authentication:type_name -> weft.workload.v1.PeerAuthentication
-	3,  // 8: weft.workload.v1.PeerAuthentication.mode:type_name -> weft.workload.v1.MTLSMode
-	13, // 9: weft.workload.v1.PeerAuthentication.port_level:type_name -> weft.workload.v1.PeerAuthentication.PortLevelEntry
-	10, // 10: weft.workload.v1.Service.ports:type_name -> weft.workload.v1.Port
-	11, // 11: weft.workload.v1.Service.endpoints:type_name -> weft.workload.v1.Endpoint
-	7,  // 12: weft.workload.v1.Service.waypoint:type_name -> weft.workload.v1.GatewayAddress
-	4,  // 13: weft.workload.v1.Port.app_protocol:type_name -> weft.workload.v1.AppProtocol
-	14, // 14: weft.workload.v1.Endpoint.ports:type_name -> weft.workload.v1.Endpoint.PortsEntry
-	3,  // 15: weft.workload.v1.PeerAuthentication.PortLevelEntry.value:type_name -> weft.workload.v1.MTLSMode
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	8,  // 0: weft.workload.v1.Address.workload:type_name -> weft.workload.v1.Workload
+	11, // 1: weft.workload.v1.Address.service:type_name -> weft.workload.v1.Service
+	14, // 2: weft.workload.v1.Address.authorization:type_name -> weft.workload.v1.Authorization
+	0,  // 3: weft.workload.v1.Workload.tunnel_protocol:type_name -> weft.workload.v1.TunnelProtocol
+	9,  // 4: weft.workload.v1.Workload.waypoint:type_name -> weft.workload.v1.GatewayAddress
+	1,  // 5: weft.workload.v1.Workload.status:type_name -> weft.workload.v1.WorkloadStatus
+	2,  // 6: weft.workload.v1.Workload.workload_type:type_name -> weft.workload.v1.WorkloadType
+	19, // 7: weft.workload.v1.Workload.labels:type_name -> weft.workload.v1.Workload.LabelsEntry
+	10, // 8: weft.workload.v1.Workload.peer_authentication:type_name -> weft.workload.v1.PeerAuthentication
+	3,  // 9: weft.workload.v1.PeerAuthentication.mode:type_name -> weft.workload.v1.MTLSMode
+	20, // 10: weft.workload.v1.PeerAuthentication.port_level:type_name -> weft.workload.v1.PeerAuthentication.PortLevelEntry
+	12, // 11: weft.workload.v1.Service.ports:type_name -> weft.workload.v1.Port
+	13, // 12: weft.workload.v1.Service.endpoints:type_name -> weft.workload.v1.Endpoint
+	9,  // 13: weft.workload.v1.Service.waypoint:type_name -> weft.workload.v1.GatewayAddress
+	4,  // 14: weft.workload.v1.Port.app_protocol:type_name -> weft.workload.v1.AppProtocol
+	21, // 15: weft.workload.v1.Endpoint.ports:type_name -> weft.workload.v1.Endpoint.PortsEntry
+	5,  // 16: weft.workload.v1.Authorization.scope:type_name -> weft.workload.v1.AuthorizationScope
+	6,  // 17: weft.workload.v1.Authorization.action:type_name -> weft.workload.v1.AuthorizationAction
+	15, // 18: weft.workload.v1.Authorization.rules:type_name -> weft.workload.v1.AuthorizationRule
+	16, // 19: weft.workload.v1.AuthorizationRule.clauses:type_name -> weft.workload.v1.AuthorizationClause
+	17, // 20: weft.workload.v1.AuthorizationClause.matches:type_name -> weft.workload.v1.AuthorizationMatch
+	18, // 21: weft.workload.v1.AuthorizationMatch.namespaces:type_name -> weft.workload.v1.StringMatch
+	18, // 22: weft.workload.v1.AuthorizationMatch.not_namespaces:type_name -> weft.workload.v1.StringMatch
+	18, // 23: weft.workload.v1.AuthorizationMatch.principals:type_name -> weft.workload.v1.StringMatch
+	18, // 24: weft.workload.v1.AuthorizationMatch.not_principals:type_name -> weft.workload.v1.StringMatch
+	3,  // 25: weft.workload.v1.PeerAuthentication.PortLevelEntry.value:type_name -> weft.workload.v1.MTLSMode
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_workload_v1_workload_proto_init() }
@@ -1059,14 +1664,21 @@ func file_workload_v1_workload_proto_init() {
 	file_workload_v1_workload_proto_msgTypes[0].OneofWrappers = []any{
 		(*Address_Workload)(nil),
 		(*Address_Service)(nil),
+		(*Address_Authorization)(nil),
+	}
+	file_workload_v1_workload_proto_msgTypes[11].OneofWrappers = []any{
+		(*StringMatch_Exact)(nil),
+		(*StringMatch_Prefix)(nil),
+		(*StringMatch_Suffix)(nil),
+		(*StringMatch_Presence)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_workload_v1_workload_proto_rawDesc), len(file_workload_v1_workload_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   10,
+			NumEnums:      7,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
