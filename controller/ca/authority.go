@@ -24,6 +24,7 @@ import (
 
 	"github.com/weftmesh/weft/api"
 	cav1 "github.com/weftmesh/weft/api/ca/v1"
+	"github.com/weftmesh/weft/internal/pki"
 )
 
 // secretResync is how often the watched Secrets are re-delivered, which also re-publishes the
@@ -287,7 +288,7 @@ func (c *CA) sign(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Duratio
 func (c *CA) issue(tmpl *x509.Certificate, pub any, ttl time.Duration) ([]*x509.Certificate, error) {
 	s := c.signer.Load()
 	now := time.Now()
-	serial, err := randomSerial()
+	serial, err := pki.RandomSerial()
 	if err != nil {
 		return nil, err
 	}

@@ -10,9 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"math/big"
 	"net/url"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/pki"
 )
 
 // signer is one loaded CA: the certificate and key that sign, the chain above them and the roots
@@ -113,15 +112,15 @@ func parsePluginSecret(sec *corev1.Secret) (*signer, error) {
 			return nil, fmt.Errorf("missing key %s", k)
 		}
 	}
-	certs, err := parseCertificates(sec.Data[KeyCACert])
+	certs, err := pki.ParseCertificates(sec.Data[KeyCACert])
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", KeyCACert, err)
 	}
-	key, err := parsePrivateKey(sec.Data[KeyCAKey])
+	key, err := pki.ParsePrivateKey(sec.Data[KeyCAKey])
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", KeyCAKey, err)
 	}
-	roots, err := parseCertificates(sec.Data[KeyRootCert])
+	roots, err := pki.ParseCertificates(sec.Data[KeyRootCert])
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", KeyRootCert, err)
 	}
@@ -132,7 +131,7 @@ func parsePluginSecret(sec *corev1.Secret) (*signer, error) {
 	}
 	chain := certs
 	if len(sec.Data[KeyCertChain]) > 0 {
-		more, err := parseCertificates(sec.Data[KeyCertChain])
+		more, err := pki.ParseCertificates(sec.Data[KeyCertChain])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", KeyCertChain, err)
 		}
@@ -166,11 +165,11 @@ func parseSelfSignedSecret(sec *corev1.Secret) (*signer, error) {
 			return nil, fmt.Errorf("missing key %s", k)
 		}
 	}
-	certs, err := parseCertificates(sec.Data[KeyCACert])
+	certs, err := pki.ParseCertificates(sec.Data[KeyCACert])
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", KeyCACert, err)
 	}
-	key, err := parsePrivateKey(sec.Data[KeyCAKey])
+	key, err := pki.ParsePrivateKey(sec.Data[KeyCAKey])
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", KeyCAKey, err)
 	}
@@ -222,7 +221,7 @@ func newRoot(td spiffeid.TrustDomain, ttl time.Duration) (certPEM, keyPEM []byte
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate root key: %w", err)
 	}
-	serial, err := randomSerial()
+	serial, err := pki.RandomSerial()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -252,7 +251,7 @@ func newRoot(td spiffeid.TrustDomain, ttl time.Duration) (certPEM, keyPEM []byte
 // publishBundle writes roots to the ConfigMap api.RootCertConfigMap, key api.RootCertKey,
 // creating it or updating it when it differs.
 func (c *CA) publishBundle(ctx context.Context, roots []*x509.Certificate) error {
-	want := string(encodeCertificates(roots))
+	want := string(pki.EncodeCertificates(roots))
 	cms := c.opts.Client.CoreV1().ConfigMaps(c.opts.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := cms.Get(ctx, api.RootCertConfigMap, metav1.GetOptions{})
@@ -305,81 +304,4 @@ func sameCerts(a, b []*x509.Certificate) bool {
 		}
 	}
 	return true
-}
-
-func randomSerial() (*big.Int, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, fmt.Errorf("serial number: %w", err)
-	}
-	return serial.Add(serial, big.NewInt(1)), nil
-}
-
-func encodeCertificates(certs []*x509.Certificate) []byte {
-	var b bytes.Buffer
-	for _, c := range certs {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return b.Bytes()
-}
-
-// parseCertificates parses every CERTIFICATE block of PEM data; it needs at least one.
-func parseCertificates(b []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
-	if len(bytes.TrimSpace(b)) > 0 {
-		return nil, errors.New("trailing data after the last PEM block")
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return certs, nil
-}
-
-// parsePrivateKey parses the first private key block of PEM data (PKCS #8, SEC 1 or PKCS #1).
-// Errors never contain key material.
-func parsePrivateKey(b []byte) (crypto.Signer, error) {
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return nil, errors.New("no PEM private key")
-		}
-		var (
-			k   any
-			err error
-		)
-		switch block.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", block.Type, err)
-		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("unsupported key type %T", k)
-		}
-		return s, nil
-	}
 }

@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -12,12 +11,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/url"
 	"os"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/weftmesh/weft/internal/pki"
 )
 
 const (
@@ -76,7 +75,7 @@ func NewFileCA(cfg FileCAConfig) (*FileCA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fileca: %w", err)
 	}
-	chain, err := parseCertificates(certPEM)
+	chain, err := pki.ParseCertificates(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("fileca: %s: %w", cfg.CertFile, err)
 	}
@@ -84,7 +83,7 @@ func NewFileCA(cfg FileCAConfig) (*FileCA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fileca: %w", err)
 	}
-	key, err := parsePrivateKey(keyPEM)
+	key, err := pki.ParsePrivateKey(keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("fileca: %s: %w", cfg.KeyFile, err)
 	}
@@ -139,7 +138,7 @@ func (c *FileCA) Sign(ctx context.Context, csrDER []byte, ttl time.Duration) ([]
 	if !notAfter.After(now) {
 		return nil, errors.New("fileca: CA certificate has expired")
 	}
-	serial, err := randomSerial()
+	serial, err := pki.RandomSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +196,7 @@ func (c *FileCA) Bundle(ctx context.Context) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fileca: bundle: %w", err)
 	}
-	roots, err := parseCertificates(b)
+	roots, err := pki.ParseCertificates(b)
 	if err != nil {
 		return nil, fmt.Errorf("fileca: bundle %s: %w", c.bundleFile, err)
 	}
@@ -218,7 +217,7 @@ func CreateRootCA(td spiffeid.TrustDomain, certFile, keyFile string, ttl time.Du
 	if err != nil {
 		return nil, fmt.Errorf("fileca: generate root key: %w", err)
 	}
-	serial, err := randomSerial()
+	serial, err := pki.RandomSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -271,72 +270,4 @@ func writeNew(name string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("fileca: close %s: %w", name, err)
 	}
 	return nil
-}
-
-func randomSerial() (*big.Int, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, fmt.Errorf("fileca: serial number: %w", err)
-	}
-	return serial.Add(serial, big.NewInt(1)), nil
-}
-
-// parseCertificates parses every CERTIFICATE block of a PEM file; it needs at least one.
-func parseCertificates(b []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
-	if len(bytes.TrimSpace(b)) > 0 {
-		return nil, errors.New("trailing data after the last PEM block")
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return certs, nil
-}
-
-// parsePrivateKey parses the first private key block of a PEM file.
-func parsePrivateKey(b []byte) (crypto.Signer, error) {
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return nil, errors.New("no PEM private key")
-		}
-		var (
-			k   any
-			err error
-		)
-		switch block.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("unsupported key type %T", k)
-		}
-		return s, nil
-	}
 }
