@@ -21,30 +21,32 @@ import (
 // optional unless the validation says otherwise.
 
 type fileConfig struct {
-	Workloads []*fileWorkload `json:"workloads"`
-	Services  []*fileService  `json:"services"`
+	Workloads      []*fileWorkload      `json:"workloads"`
+	Services       []*fileService       `json:"services"`
+	Authorizations []*fileAuthorization `json:"authorizations"`
 }
 
 type fileWorkload struct {
-	UID                  string                  `json:"uid"`
-	Name                 string                  `json:"name"`
-	Namespace            string                  `json:"namespace"`
-	ServiceAccount       string                  `json:"serviceAccount"`
-	TrustDomain          string                  `json:"trustDomain"`
-	Node                 string                  `json:"node"`
-	ClusterID            string                  `json:"clusterId"`
-	Addresses            []string                `json:"addresses"`
-	TunnelProtocol       string                  `json:"tunnelProtocol"`
-	Waypoint             *fileGateway            `json:"waypoint"`
-	Status               string                  `json:"status"`
-	WorkloadName         string                  `json:"workloadName"`
-	WorkloadType         string                  `json:"workloadType"`
-	CanonicalName        string                  `json:"canonicalName"`
-	CanonicalRevision    string                  `json:"canonicalRevision"`
-	Labels               map[string]string       `json:"labels"`
-	ExcludeInboundPorts  []int                   `json:"excludeInboundPorts"`
-	ExcludeOutboundPorts []int                   `json:"excludeOutboundPorts"`
-	PeerAuthentication   *filePeerAuthentication `json:"peerAuthentication"`
+	UID                   string                  `json:"uid"`
+	Name                  string                  `json:"name"`
+	Namespace             string                  `json:"namespace"`
+	ServiceAccount        string                  `json:"serviceAccount"`
+	TrustDomain           string                  `json:"trustDomain"`
+	Node                  string                  `json:"node"`
+	ClusterID             string                  `json:"clusterId"`
+	Addresses             []string                `json:"addresses"`
+	TunnelProtocol        string                  `json:"tunnelProtocol"`
+	Waypoint              *fileGateway            `json:"waypoint"`
+	Status                string                  `json:"status"`
+	WorkloadName          string                  `json:"workloadName"`
+	WorkloadType          string                  `json:"workloadType"`
+	CanonicalName         string                  `json:"canonicalName"`
+	CanonicalRevision     string                  `json:"canonicalRevision"`
+	Labels                map[string]string       `json:"labels"`
+	ExcludeInboundPorts   []int                   `json:"excludeInboundPorts"`
+	ExcludeOutboundPorts  []int                   `json:"excludeOutboundPorts"`
+	PeerAuthentication    *filePeerAuthentication `json:"peerAuthentication"`
+	AuthorizationPolicies []string                `json:"authorizationPolicies"`
 }
 
 type fileGateway struct {
@@ -133,10 +135,11 @@ func decode(data []byte, version string) (*state.Snapshot, error) {
 	}
 
 	ws, ss := convert(&p, &fc)
+	as := convertAuthorizations(&p, fc.Authorizations)
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	snap := state.NewSnapshot(version, ws, ss)
+	snap := state.NewSnapshot(version, ws, ss, state.WithAuthorizations(as))
 	if err := snap.Validate(); err != nil {
 		return nil, err
 	}
@@ -306,17 +309,18 @@ func convert(p *state.Problems, fc *fileConfig) ([]*state.Workload, []*state.Ser
 
 func convertWorkload(p *state.Problems, path string, fw *fileWorkload) *state.Workload {
 	w := &state.Workload{
-		UID:               fw.UID,
-		Name:              fw.Name,
-		Namespace:         fw.Namespace,
-		ServiceAccount:    fw.ServiceAccount,
-		TrustDomain:       fw.TrustDomain,
-		Node:              fw.Node,
-		ClusterID:         fw.ClusterID,
-		WorkloadName:      fw.WorkloadName,
-		CanonicalName:     fw.CanonicalName,
-		CanonicalRevision: fw.CanonicalRevision,
-		Labels:            fw.Labels,
+		UID:                   fw.UID,
+		Name:                  fw.Name,
+		Namespace:             fw.Namespace,
+		ServiceAccount:        fw.ServiceAccount,
+		TrustDomain:           fw.TrustDomain,
+		Node:                  fw.Node,
+		ClusterID:             fw.ClusterID,
+		WorkloadName:          fw.WorkloadName,
+		CanonicalName:         fw.CanonicalName,
+		CanonicalRevision:     fw.CanonicalRevision,
+		Labels:                fw.Labels,
+		AuthorizationPolicies: fw.AuthorizationPolicies,
 	}
 	w.Addresses = parseAddrs(p, path+".addresses", fw.Addresses)
 	parseEnum(p, path+".tunnelProtocol", fw.TunnelProtocol, &w.TunnelProtocol)

@@ -42,7 +42,7 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := snap.Version(), "bd45adae0e7f69be"; got != want {
+	if got, want := snap.Version(), "bdf824511652b7c0"; got != want {
 		t.Errorf("version = %s, want %s (the first 16 hex digits of the content's SHA-256)", got, want)
 	}
 	got := dump(t, snap)
@@ -71,13 +71,14 @@ func TestExample(t *testing.T) {
 	}
 }
 
-// dump returns the snapshot's workloads and services as indented JSON.
+// dump returns the snapshot's workloads, services and authorizations as indented JSON.
 func dump(t *testing.T, s *state.Snapshot) []byte {
 	t.Helper()
 	b, err := json.MarshalIndent(struct {
-		Workloads []*state.Workload `json:"workloads"`
-		Services  []*state.Service  `json:"services"`
-	}{s.Workloads(), s.Services()}, "", "  ")
+		Workloads      []*state.Workload      `json:"workloads"`
+		Services       []*state.Service       `json:"services"`
+		Authorizations []*state.Authorization `json:"authorizations,omitempty"`
+	}{s.Workloads(), s.Services(), s.Authorizations()}, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +250,50 @@ services[0].endpoints[0].workloadUid: no workload has uid "u9"; add that workloa
 			name: "null entries",
 			in:   "workloads: [null]\n",
 			want: `config: workloads[0]: empty entry; describe a workload or remove the entry`,
+		},
+		{
+			name: "authorization: malformed values",
+			in: `workloads: []
+authorizations:
+- {name: a, namespace: ns}
+- {name: b, namespace: ns}
+- name: c
+  namespace: ns
+  scope: SELECTOR
+  action: CUSTOM
+  rules:
+  - clauses:
+    - matches: [{principals: [x]}]
+    - matches:
+      - sourceIps: [10.0.0.0/8, 10.0.0.1, "fd00::/64", 10.0.0.0/33]
+        destinationPorts: [70000]
+  - null
+  - clauses: [null, {matches: [null]}]
+`,
+			want: `config: authorizations[2].scope: "SELECTOR" is not an authorization scope; write WORKLOAD_SELECTOR, NAMESPACE or GLOBAL
+authorizations[2].action: "CUSTOM" is not an authorization action; write ALLOW, DENY or AUDIT
+authorizations[2].rules[0].clauses[1].matches[0].sourceIps[3]: "10.0.0.0/33" is not a CIDR; write a CIDR such as 10.0.0.0/8 or fd00::/64, or a single address
+authorizations[2].rules[0].clauses[1].matches[0].destinationPorts[0]: 70000 is out of range; write a port number from 1 to 65535
+authorizations[2].rules[1]: empty entry; write {} for a rule that matches every connection, or remove the entry
+authorizations[2].rules[2].clauses[0]: empty entry; describe a clause, e.g. {matches: [{principals: [<principal>]}]}, or remove the entry
+authorizations[2].rules[2].clauses[1].matches[0]: empty entry; describe a match, e.g. {namespaces: [shop]}, or remove the entry`,
+		},
+		{
+			name: "authorization: unknown field",
+			in:   "authorizations: [{name: a, namespace: ns, rules: [{clauses: [{matches: [{ipBlocks: [10.0.0.0/8]}]}]}]}]\n",
+			want: `config: authorizations[0].rules[0].clauses[0].matches[0].ipBlocks: unknown field; the fields here are namespaces, notNamespaces, principals, notPrincipals, sourceIps, notSourceIps, destinationIps, notDestinationIps, destinationPorts, notDestinationPorts`,
+		},
+		{
+			name: "authorization: semantic problems from state",
+			in: `workloads:
+- {uid: u1, name: a, namespace: ns, addresses: [10.0.0.1], authorizationPolicies: [ns/missing]}
+authorizations:
+- {name: a, namespace: ns, rules: [{clauses: [{matches: [{namespaces: ["", "*x*"]}]}]}]}
+- {name: a, namespace: ns}
+`,
+			want: `config: workloads[0].authorizationPolicies[0]: no authorization is named "ns/missing"; add it to the authorizations or remove the name
+authorizations[0].rules[0].clauses[0].matches[0].namespaces[0]: empty exact value; write a value, "prefix*", "*suffix" or "*" (any value)
+authorizations[1].name: "ns/a" is already authorizations[0]; describe each policy once`,
 		},
 	}
 	for _, tt := range tests {

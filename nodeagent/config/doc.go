@@ -1,5 +1,5 @@
-// Package config delivers the node agent's configuration: the workloads, services and
-// effective PeerAuthentication that make a [state.Snapshot].
+// Package config delivers the node agent's configuration: the workloads, services, effective
+// PeerAuthentication and authorization policies that make a [state.Snapshot].
 //
 // A [Source] runs until its context ends and hands the agent a full snapshot at start and at
 // every change. The agent may reject a snapshot (a NACK, as in xDS): the source then reports
@@ -9,9 +9,10 @@
 //
 // # File format
 //
-// The file is YAML or JSON (sigs.k8s.io/yaml reads both) with two lists, workloads and
-// services. Field names are those of Istio's workload API (istio.workload.Workload and
-// istio.workload.Service) in camelCase; enumerations take Istio's names. Decoding is strict:
+// The file is YAML or JSON (sigs.k8s.io/yaml reads both) with three lists, workloads,
+// services and authorizations. Field names are those of Istio's workload API
+// (istio.workload.Workload, istio.workload.Service and Weft's Authorization, modelled on
+// istio.security.Authorization) in camelCase; enumerations take Istio's names. Decoding is strict:
 // an unknown field, a duplicate key, a value of the wrong type, a malformed address or a port
 // out of range is an error that names the field and tells how to fix it, for example
 //
@@ -44,6 +45,7 @@
 //	      mtls: {mode: STRICT}                      # UNSET (= PERMISSIVE), DISABLE, PERMISSIVE, STRICT
 //	      portLevelMtls:
 //	        9090: {mode: PERMISSIVE}
+//	    authorizationPolicies: [shop/allow-gw]      # "<namespace>/<name>" of the selecting policies
 //	services:
 //	  - name: web
 //	    namespace: shop
@@ -56,6 +58,23 @@
 //	      - workloadUid: Kubernetes//Pod/shop/web-5d8f7-abcde
 //	        ports: {80: 8081}                       # optional per-endpoint target ports
 //	    waypoint: {address: 10.244.1.20, hboneMtlsPort: 15008}
+//	authorizations:                                 # AuthorizationPolicies as enforced at L4
+//	  - name: allow-gw                              # required; unique with the namespace
+//	    namespace: shop                             # required
+//	    scope: WORKLOAD_SELECTOR                    # (default) the workloads naming it, NAMESPACE, GLOBAL
+//	    action: ALLOW                               # ALLOW (default), DENY, AUDIT
+//	    rules:                                      # OR-ed; without rules it matches nothing
+//	      - clauses:                                # AND-ed; a rule without clauses ({}) matches all
+//	          - matches:                            # OR-ed; the fields of a match are AND-ed
+//	              - principals: [cluster.local/ns/shop/sa/gw]  # also namespaces; not* negates
+//	                sourceIps: [10.244.0.0/16]      # also destinationIps; CIDR or single address
+//	          - matches:
+//	              - destinationPorts: [8080]        # also notDestinationPorts
+//
+// String matches take Istio's forms: exact "a", prefix "a*", suffix "*a" and "*" for any
+// value; principals and namespaces never match a plaintext connection (their not-forms always
+// do). The policies that apply to a workload are the GLOBAL ones, the NAMESPACE ones of its
+// namespace and those it names in authorizationPolicies, which must exist.
 //
 // testdata/example.yaml is a complete, commented example.
 //

@@ -187,7 +187,7 @@ func (s *FileSource) consider(w *watch, info os.FileInfo, data []byte, apply fun
 		return
 	}
 	s.log.Info("config applied", "version", version,
-		"workloads", len(snap.Workloads()), "services", len(snap.Services()))
+		"workloads", len(snap.Workloads()), "services", len(snap.Services()), "authorizations", len(snap.Authorizations()))
 	s.mu.Lock()
 	s.status.Version, s.status.Applied = version, time.Now()
 	s.status.LastError, s.status.Rejected, s.status.Failed = nil, "", time.Time{}

@@ -192,3 +192,60 @@ func orList(names []string) string {
 	}
 	return s + " or " + names[len(names)-1]
 }
+
+// AuthorizationScope says which workloads an [Authorization] applies to.
+type AuthorizationScope uint8
+
+// Authorization scopes (weft.workload.v1.AuthorizationScope).
+const (
+	// ScopeWorkloadSelector: the workloads whose AuthorizationPolicies name the policy.
+	ScopeWorkloadSelector AuthorizationScope = 0
+	// ScopeNamespace: every workload of the policy's namespace (a policy without selector).
+	ScopeNamespace AuthorizationScope = 1
+	// ScopeGlobal: every workload of the mesh (a policy without selector in the root
+	// namespace).
+	ScopeGlobal AuthorizationScope = 2
+)
+
+var authorizationScopeNames = []string{"WORKLOAD_SELECTOR", "NAMESPACE", "GLOBAL"}
+
+func (s AuthorizationScope) String() string {
+	return enumString(authorizationScopeNames, s, "AuthorizationScope")
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s AuthorizationScope) MarshalText() ([]byte, error) {
+	return enumMarshal(authorizationScopeNames, s, "authorization scope")
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *AuthorizationScope) UnmarshalText(b []byte) error {
+	return enumUnmarshal(authorizationScopeNames, s, b, "an authorization scope")
+}
+
+// AuthorizationAction is what a matching [Authorization] does. Istio's CUSTOM action has no
+// value here: the controller reports such a policy as not supported and does not send it.
+type AuthorizationAction uint8
+
+// Authorization actions (weft.workload.v1.AuthorizationAction).
+const (
+	ActionAllow AuthorizationAction = 0 // ALLOW: when ALLOW policies apply, one must match
+	ActionDeny  AuthorizationAction = 1 // DENY: a match denies
+	ActionAudit AuthorizationAction = 2 // AUDIT: a match is recorded, the decision unchanged
+)
+
+var authorizationActionNames = []string{"ALLOW", "DENY", "AUDIT"}
+
+func (a AuthorizationAction) String() string {
+	return enumString(authorizationActionNames, a, "AuthorizationAction")
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (a AuthorizationAction) MarshalText() ([]byte, error) {
+	return enumMarshal(authorizationActionNames, a, "authorization action")
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (a *AuthorizationAction) UnmarshalText(b []byte) error {
+	return enumUnmarshal(authorizationActionNames, a, b, "an authorization action")
+}

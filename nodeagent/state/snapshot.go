@@ -23,19 +23,25 @@ type Snapshot struct {
 	byIP   map[netip.Addr]*Workload
 	byNode map[string][]*Workload // sorted by UID
 	byAddr map[netip.AddrPort]*Service
+	authz  authzIndex
 
 	err error // result of validation
 }
 
-// NewSnapshot builds the snapshot of configuration version from workloads and services. It
-// copies every Workload and Service (the slices and maps inside them are shared: the caller
-// must not modify them afterwards), resolves identities and service endpoints, and builds the
-// indexes of the lookups.
+// NewSnapshot builds the snapshot of configuration version from workloads and services, and
+// the authorization policies of [WithAuthorizations]. It copies every Workload, Service and
+// Authorization (the slices and maps inside them are shared: the caller must not modify them
+// afterwards), resolves identities, service endpoints and the policies of each workload, and
+// builds the indexes of the lookups.
 //
 // NewSnapshot always returns a snapshot; [Snapshot.Validate] tells whether its content is
 // valid. Lookups on an invalid snapshot are well defined (of two workloads with the same UID
 // or address, the first one listed wins), but a [Store] refuses it.
-func NewSnapshot(version string, workloads []*Workload, services []*Service) *Snapshot {
+func NewSnapshot(version string, workloads []*Workload, services []*Service, opts ...Option) *Snapshot {
+	var o snapshotOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s := &Snapshot{
 		version: version,
 		byUID:   make(map[string]*Workload, len(workloads)),
@@ -43,6 +49,11 @@ func NewSnapshot(version string, workloads []*Workload, services []*Service) *Sn
 		byNode:  make(map[string][]*Workload),
 		byAddr:  make(map[netip.AddrPort]*Service, len(services)),
 	}
+	// Policies first, so that workloads can name them; their problems come last, in the
+	// order of the configuration file.
+	var pa Problems
+	s.authz.buildAuthorizations(&pa, o.authorizations)
+	s.authz.policies = make(map[*Workload][]*Authorization, len(workloads))
 	var p Problems
 	uidAt := make(map[string]int, len(workloads))    // uid → index of its first workload
 	ipAt := make(map[netip.Addr]int, len(workloads)) // address → index of its workload
@@ -56,6 +67,7 @@ func NewSnapshot(version string, workloads []*Workload, services []*Service) *Sn
 		*w = *in
 		w.id = spiffeid.ID{}
 		validateWorkload(&p, path, w)
+		s.authz.resolvePolicies(&p, path, w)
 		if w.UID != "" {
 			if j, dup := uidAt[w.UID]; dup {
 				p.Add(path+".uid", "%q is already the uid of workloads[%d]; give every workload a unique uid", w.UID, j)
@@ -143,6 +155,7 @@ func NewSnapshot(version string, workloads []*Workload, services []*Service) *Sn
 	slices.SortFunc(s.services, func(a, b *Service) int {
 		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Hostname, b.Hostname))
 	})
+	p.errs = append(p.errs, pa.errs...)
 	s.err = p.Err()
 	return s
 }
@@ -375,7 +388,8 @@ func resolveTargets(svc *Service, byUID map[string]*Workload) [][]target {
 
 // Validate returns nil when the snapshot's content is valid, or a *[ValidationError] listing
 // every problem: missing or malformed fields, duplicate UIDs, addresses and services, VIP and
-// port clashes, endpoints naming unknown workloads, ports out of range and unknown modes.
+// port clashes, endpoints naming unknown workloads, ports out of range, unknown modes, and
+// authorizations that are malformed, duplicated or named by a workload without existing.
 func (s *Snapshot) Validate() error { return s.err }
 
 // Version returns the configuration version the snapshot was built from.

@@ -65,6 +65,10 @@ type Workload struct {
 	// PeerAuthentication is the effective PeerAuthentication of the workload, already
 	// resolved from mesh, namespace and workload policies.
 	PeerAuthentication PeerAuthentication `json:"peerAuthentication"`
+	// AuthorizationPolicies names the WORKLOAD_SELECTOR authorizations that select the
+	// workload, by [Authorization.Key] ("<namespace>/<name>"); GLOBAL and NAMESPACE ones apply
+	// by their scope. [Snapshot.PoliciesFor] returns them all.
+	AuthorizationPolicies []string `json:"authorizationPolicies,omitempty"`
 
 	id spiffeid.ID // set by NewSnapshot
 }

@@ -17,7 +17,8 @@ import (
 
 // Convert turns one resource of workload discovery into the workload or the service it
 // describes: exactly one of the two results is non-nil when the error is nil. The resource's
-// name must be the workload's uid, or "<namespace>/<hostname>" for a service.
+// name must be the workload's uid, or "<namespace>/<hostname>" for a service. An
+// authorization is an error here: [ConvertResource] converts every kind of resource.
 //
 // Convert checks what the state types cannot represent: malformed addresses, ports above
 // 65535 (or zero where a port is required), enumeration values the protobuf does not define,
@@ -28,6 +29,29 @@ import (
 //
 // The workload shares the labels map of a: do not modify a afterwards.
 func Convert(a *workloadv1.Address) (*state.Workload, *state.Service, error) {
+	r, err := convertResource(a.GetName(), a)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Authorization != nil {
+		p := &problems{kind: KindAuthorization, name: a.GetName()}
+		p.add("", "an authorization is neither a workload nor a service; convert it with ConvertResource")
+		return nil, nil, p.err()
+	}
+	return r.Workload, r.Service, nil
+}
+
+// Resource is one converted resource of workload discovery: exactly one field is set.
+type Resource struct {
+	Workload      *state.Workload
+	Service       *state.Service
+	Authorization *state.Authorization
+}
+
+// ConvertResource turns one resource of workload discovery into the workload, the service or
+// the authorization policy it describes, with the checks of [Convert]. An authorization's
+// resource name must be "authorization/<namespace>/<name>".
+func ConvertResource(a *workloadv1.Address) (Resource, error) {
 	return convertResource(a.GetName(), a)
 }
 
@@ -37,7 +61,7 @@ func decodeResource(name string, r *discoveryv3.Resource) (resource, error) {
 	body := r.GetResource()
 	switch {
 	case name == "":
-		p.add("", "the xDS resource has no name; name it after the workload's uid or the service's \"<namespace>/<hostname>\"")
+		p.add("", "the xDS resource has no name; name it after the workload's uid, the service's \"<namespace>/<hostname>\" or \"authorization/<namespace>/<name>\"")
 	case body == nil:
 		p.add("", "the xDS resource has no body; send the Address (the agent does not use TTL heartbeats)")
 	case body.GetTypeUrl() != api.AddressType:
@@ -51,36 +75,44 @@ func decodeResource(name string, r *discoveryv3.Resource) (resource, error) {
 		p.add("", "the body is not a valid Address: %v", err)
 		return resource{}, p.err()
 	}
-	w, svc, err := convertResource(name, &a)
+	res, err := convertResource(name, &a)
 	if err != nil {
 		return resource{}, err
 	}
-	return resource{version: r.GetVersion(), w: w, svc: svc}, nil
+	return resource{version: r.GetVersion(), Resource: res}, nil
 }
 
 // convertResource converts a, received as the resource called name.
-func convertResource(name string, a *workloadv1.Address) (*state.Workload, *state.Service, error) {
+func convertResource(name string, a *workloadv1.Address) (Resource, error) {
 	switch {
 	case a.GetWorkload() != nil:
 		p := &problems{kind: KindWorkload, name: name}
 		checkName(p, name, a.GetName())
 		w := convertWorkload(p, name, a.GetWorkload())
 		if err := p.err(); err != nil {
-			return nil, nil, err
+			return Resource{}, err
 		}
-		return w, nil, nil
+		return Resource{Workload: w}, nil
 	case a.GetService() != nil:
 		p := &problems{kind: KindService, name: name}
 		checkName(p, name, a.GetName())
 		svc := convertService(p, name, a.GetService())
 		if err := p.err(); err != nil {
-			return nil, nil, err
+			return Resource{}, err
 		}
-		return nil, svc, nil
+		return Resource{Service: svc}, nil
+	case a.GetAuthorization() != nil:
+		p := &problems{kind: KindAuthorization, name: name}
+		checkName(p, name, a.GetName())
+		az := convertAuthorization(p, name, a.GetAuthorization())
+		if err := p.err(); err != nil {
+			return Resource{}, err
+		}
+		return Resource{Authorization: az}, nil
 	default:
 		p := &problems{kind: KindResource, name: name}
-		p.add("", "neither workload nor service is set; an Address describes one of them")
-		return nil, nil, p.err()
+		p.add("", "neither workload, service nor authorization is set; an Address describes one of them")
+		return Resource{}, p.err()
 	}
 }
 
@@ -127,6 +159,14 @@ func convertWorkload(p *problems, name string, in *workloadv1.Workload) *state.W
 				}
 			}
 		}
+	}
+	for k, rn := range in.GetAuthorizationPolicies() {
+		key, ok := strings.CutPrefix(rn, state.AuthorizationResourcePrefix)
+		if !ok {
+			p.add("authorizationPolicies["+strconv.Itoa(k)+"]", "%q is not an authorization's resource name; write \"authorization/<namespace>/<name>\"", rn)
+			continue
+		}
+		w.AuthorizationPolicies = append(w.AuthorizationPolicies, key)
 	}
 	return w
 }

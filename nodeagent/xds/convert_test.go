@@ -235,7 +235,7 @@ func TestConvertErrors(t *testing.T) {
 		{
 			name: "empty oneof",
 			in:   &workloadv1.Address{Name: "x"},
-			want: []string{`resource "x": neither workload nor service is set; an Address describes one of them`},
+			want: []string{`resource "x": neither workload, service nor authorization is set; an Address describes one of them`},
 		},
 	}
 	for _, tt := range tests {
@@ -275,6 +275,8 @@ func TestConvertEnumNumbering(t *testing.T) {
 		{"WorkloadType", workloadv1.WorkloadType_name, func(v int32) string { return state.WorkloadType(v).String() }},
 		{"MTLSMode", workloadv1.MTLSMode_name, func(v int32) string { return state.Mode(v).String() }},
 		{"AppProtocol", workloadv1.AppProtocol_name, func(v int32) string { return state.AppProtocol(v).String() }},
+		{"AuthorizationScope", workloadv1.AuthorizationScope_name, func(v int32) string { return state.AuthorizationScope(v).String() }},
+		{"AuthorizationAction", workloadv1.AuthorizationAction_name, func(v int32) string { return state.AuthorizationAction(v).String() }},
 	}
 	for _, tt := range tests {
 		for v, name := range tt.protos {
@@ -305,7 +307,7 @@ func TestDecodeResource(t *testing.T) {
 		{
 			name: "no name",
 			in:   &discoveryv3.Resource{Version: "v1", Resource: body(workloadAddr(webUID, "10.0.0.1"))},
-			want: `resource "": the xDS resource has no name; name it after the workload's uid or the service's "<namespace>/<hostname>"`,
+			want: `resource "": the xDS resource has no name; name it after the workload's uid, the service's "<namespace>/<hostname>" or "authorization/<namespace>/<name>"`,
 		},
 		{
 			name: "no body",
@@ -336,7 +338,7 @@ func TestDecodeResource(t *testing.T) {
 			case tt.want == "" && err != nil:
 				t.Fatalf("decodeResource() = %v", err)
 			case tt.want == "":
-				if res.version != "v1" || res.w == nil || res.w.UID != webUID || res.svc != nil {
+				if res.version != "v1" || res.Workload == nil || res.Workload.UID != webUID || res.Service != nil {
 					t.Errorf("decodeResource() = %+v", res)
 				}
 			case err == nil || !strings.HasPrefix(err.Error(), tt.want):

@@ -3,10 +3,12 @@
 // AggregatedDiscoveryService.DeltaAggregatedResources) and delivers it as [state.Snapshot]s,
 // as [config.FileSource] delivers a local file.
 //
-// The resources are weft.workload.v1.Address ([api.AddressType]): a workload named by its uid
-// or a service named "<namespace>/<hostname>". [Convert] turns one into a [state.Workload] or a
-// [state.Service]; a malformed resource is an [Errors] list of [ResourceError]s naming the
-// resource and the field, e.g.
+// The resources are weft.workload.v1.Address ([api.AddressType]): a workload named by its uid,
+// a service named "<namespace>/<hostname>" or an authorization policy named
+// "authorization/<namespace>/<name>". [ConvertResource] turns one into a [state.Workload], a
+// [state.Service] or a [state.Authorization] ([Convert] into one of the first two); a
+// malformed resource is an [Errors] list of [ResourceError]s naming the resource and the
+// field, e.g.
 //
 //	workload "Kubernetes//Pod/shop/web-1": addresses[1]: "10.0.0.x" is not an IP address; write an IPv4 or IPv6 address
 //

@@ -10,14 +10,16 @@ import (
 const (
 	KindWorkload = "workload"
 	KindService  = "service"
+	// KindAuthorization is an authorization policy, named "authorization/<namespace>/<name>".
+	KindAuthorization = "authorization"
 	// KindResource is a resource whose kind is unknown: it could not be decoded, or it sets
-	// neither a workload nor a service.
+	// no workload, service or authorization.
 	KindResource = "resource"
 )
 
 // ResourceError is one problem of one resource of workload discovery.
 type ResourceError struct {
-	Kind string // KindWorkload, KindService or KindResource
+	Kind string // KindWorkload, KindService, KindAuthorization or KindResource
 	Name string // the resource's name
 	// Field is the path of the field at fault inside the resource, in the JSON names of the
 	// protobuf fields, e.g. "addresses[1]" or "ports[0].targetPort"; "" for the resource as a

@@ -11,31 +11,33 @@ import (
 	"github.com/weftmesh/weft/nodeagent/state"
 )
 
-// resource is one resource in force: a converted workload or service and the version the
-// server gave it.
+// resource is one resource in force: a converted workload, service or authorization and the
+// version the server gave it.
 type resource struct {
 	version string
-	w       *state.Workload // exactly one of w and svc is set
-	svc     *state.Service
+	Resource
 }
 
 // buildSnapshot makes the snapshot of version from the resources, and validates it. The
 // problems of an invalid snapshot are reported as [Errors] against the resources.
 func buildSnapshot(version string, res map[string]resource) (*state.Snapshot, error) {
 	var (
-		ws             []*state.Workload
-		ss             []*state.Service
-		wNames, sNames []string // resource names, in the order of ws and ss
+		ws    []*state.Workload
+		ss    []*state.Service
+		as    []*state.Authorization
+		names = map[string][]string{} // list → resource names, in the order of ws, ss, as
 	)
 	for _, name := range slices.Sorted(maps.Keys(res)) {
 		switch r := res[name]; {
-		case r.w != nil:
-			ws, wNames = append(ws, r.w), append(wNames, name)
-		case r.svc != nil:
-			ss, sNames = append(ss, r.svc), append(sNames, name)
+		case r.Workload != nil:
+			ws, names["workloads"] = append(ws, r.Workload), append(names["workloads"], name)
+		case r.Service != nil:
+			ss, names["services"] = append(ss, r.Service), append(names["services"], name)
+		case r.Authorization != nil:
+			as, names["authorizations"] = append(as, r.Authorization), append(names["authorizations"], name)
 		}
 	}
-	snap := state.NewSnapshot(version, ws, ss)
+	snap := state.NewSnapshot(version, ws, ss, state.WithAuthorizations(as))
 	err := snap.Validate()
 	if err == nil {
 		return snap, nil
@@ -46,7 +48,7 @@ func buildSnapshot(version string, res map[string]resource) (*state.Snapshot, er
 	}
 	errs := make(Errors, 0, len(ve.Errors))
 	for _, fe := range ve.Errors {
-		errs = append(errs, resourceProblem(fe, wNames, sNames))
+		errs = append(errs, resourceProblem(fe, names))
 	}
 	return nil, errs
 }
@@ -54,17 +56,22 @@ func buildSnapshot(version string, res map[string]resource) (*state.Snapshot, er
 // listRef matches a reference to an element of the snapshot's lists in a validation
 // message, with the uid or name that follows it: `workloads[3] (uid "x")`, `services[1]
 // (shop/web.shop.svc.cluster.local)`.
-var listRef = regexp.MustCompile(`\b(workloads|services)\[(\d+)\](?: \((?:uid "[^"]*"|[^)]*)\))?`)
+var listRef = regexp.MustCompile(`\b(workloads|services|authorizations)\[(\d+)\](?: \((?:uid "[^"]*"|[^)]*)\))?`)
+
+// listKinds are the resource kinds of the snapshot's lists.
+var listKinds = map[string]string{
+	"workloads":      KindWorkload,
+	"services":       KindService,
+	"authorizations": KindAuthorization,
+}
 
 // resourceProblem restates a problem of the snapshot, whose path starts at the snapshot's
-// lists (workloads[3].addresses[0]), as a problem of the resource at that place.
-func resourceProblem(fe *state.FieldError, wNames, sNames []string) *ResourceError {
+// lists (workloads[3].addresses[0]), as a problem of the resource at that place; names lists
+// the resource names of each list, in the snapshot's input order.
+func resourceProblem(fe *state.FieldError, names map[string][]string) *ResourceError {
 	name := func(list string, i int) (kind, name string, ok bool) {
-		switch {
-		case list == "workloads" && i < len(wNames):
-			return KindWorkload, wNames[i], true
-		case list == "services" && i < len(sNames):
-			return KindService, sNames[i], true
+		if l := names[list]; i < len(l) {
+			return listKinds[list], l[i], true
 		}
 		return "", "", false
 	}

@@ -13,11 +13,11 @@ func held(t *testing.T, addrs ...*workloadv1.Address) map[string]resource {
 	t.Helper()
 	m := make(map[string]resource, len(addrs))
 	for _, a := range addrs {
-		w, svc, err := Convert(a)
+		r, err := ConvertResource(a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m[a.GetName()] = resource{version: "v1", w: w, svc: svc}
+		m[a.GetName()] = resource{version: "v1", Resource: r}
 	}
 	return m
 }
@@ -69,7 +69,7 @@ func TestBuildSnapshot(t *testing.T) {
 }
 
 func TestResourceProblemOutsideTheLists(t *testing.T) {
-	got := resourceProblem(&state.FieldError{Field: "other", Detail: "odd"}, nil, nil)
+	got := resourceProblem(&state.FieldError{Field: "other", Detail: "odd"}, nil)
 	if got.Kind != KindResource || got.Field != "other" || got.Detail != "odd" {
 		t.Errorf("resourceProblem() = %+v", got)
 	}

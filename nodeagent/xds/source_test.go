@@ -159,7 +159,7 @@ func TestSourceNACK(t *testing.T) {
 		{
 			name: "neither workload nor service",
 			send: func(cp *controlPlane) { cp.update(noBody) },
-			want: `resource "nothing": neither workload nor service is set; an Address describes one of them`,
+			want: `resource "nothing": neither workload, service nor authorization is set; an Address describes one of them`,
 		},
 		{
 			name: "rejected by the agent",

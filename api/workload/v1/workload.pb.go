@@ -1165,7 +1165,7 @@ func (x *AuthorizationRule) GetClauses() []*AuthorizationClause {
 }
 
 // AuthorizationClause matches when any of its matches does (the entries of `from`, of `to`, or
-// the values of one `when` condition).
+// the values of one `when` condition); a clause without matches matches every connection.
 type AuthorizationClause struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Matches       []*AuthorizationMatch  `protobuf:"bytes,1,rep,name=matches,proto3" json:"matches,omitempty"`
@@ -1211,7 +1211,8 @@ func (x *AuthorizationClause) GetMatches() []*AuthorizationMatch {
 }
 
 // AuthorizationMatch matches when every field that is set matches: a positive field when any of
-// its values matches, a not_ field when none does.
+// its values matches, a not_ field when none does. A match without fields matches every
+// connection (in a DENY rule whose L7 parts were removed, that denies more, never less).
 type AuthorizationMatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// namespaces and principals are the source's, from its mTLS identity; a principal is
