@@ -323,6 +323,7 @@ type Metrics struct {
 
 	passthrough [numDirections][numPassthroughReasons]prometheus.Counter
 	denied      [numDirections][numDenyReasons]prometheus.Counter
+	authz       *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (the agent's own registry, never
@@ -356,7 +357,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "weft_nodeagent_denied_connections_total",
 		Help: "Connections the node agent refused, by direction and reason.",
 	}, []string{"direction", "reason"})
-	for _, c := range []prometheus.Collector{m.opened, m.closed, m.sent, m.received, passthrough, denied} {
+	m.authz = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_nodeagent_authorization_decisions_total",
+		Help: "AuthorizationPolicy decisions on inbound connections, by decision (allow, deny) and the policy that decided (\"\" when no policy applied or none matched an allow-by-default).",
+	}, []string{"decision", "policy"})
+	for _, c := range []prometheus.Collector{m.opened, m.closed, m.sent, m.received, passthrough, denied, m.authz} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("admin: register metrics: %w", err)
 		}
@@ -386,6 +391,19 @@ func (m *Metrics) Denied(d Direction, r DenyReason) {
 	if m != nil && d < numDirections && r < numDenyReasons {
 		m.denied[d][r].Inc()
 	}
+}
+
+// Authorization counts an AuthorizationPolicy decision on an inbound connection: allowed or
+// not, and the "<namespace>/<name>" of the policy that decided ("" for the default allow).
+func (m *Metrics) Authorization(allowed bool, policy string) {
+	if m == nil {
+		return
+	}
+	decision := "deny"
+	if allowed {
+		decision = "allow"
+	}
+	m.authz.WithLabelValues(decision, policy).Inc()
 }
 
 // ConnOpened counts a connection opened with labels l and returns the handle through which the

@@ -8,7 +8,10 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/weftmesh/weft/nodeagent/admin"
+	"github.com/weftmesh/weft/nodeagent/authz"
 	"github.com/weftmesh/weft/nodeagent/hbone"
 	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/nodeagent/state"
@@ -29,11 +32,16 @@ func (p *Proxy) inboundPlain(ctx context.Context, pod *Pod, c net.Conn) {
 	case state.ModeStrict:
 		p.d.Logger.Info("plaintext refused: STRICT mTLS", "pod", pod.UID, "from", client, "port", dst.Port())
 		p.d.Metrics.Denied(admin.Inbound, admin.DenyStrictPlaintext)
+		abort(c)
 		return
 	case state.ModeDisable:
 		p.d.Metrics.Passthrough(admin.Inbound, admin.PassthroughMTLSDisabled)
 	default:
 		p.d.Metrics.Passthrough(admin.Inbound, admin.PassthroughPermissive)
+	}
+	if !p.authorize(snap, w, spiffeid.ID{}, client, dst) {
+		abort(c)
+		return
 	}
 	up, err := p.dialApp(ctx, pod, client, dst)
 	if err != nil {
@@ -55,6 +63,9 @@ func (p *Proxy) inboundHBONE(ctx context.Context, pod *Pod, in *hbone.Inbound) (
 	}
 	src, _ := snap.WorkloadByIP(in.RemoteAddr.Addr().Unmap())
 	conn := Conn{Reporter: admin.ReporterDestination, Source: src, SourceID: in.PeerID, Destination: w, Security: admin.SecurityMutualTLS}
+	if !p.authorize(snap, w, in.PeerID, in.RemoteAddr, in.Authority) {
+		return nil, http.StatusUnauthorized, errors.New("denied by authorization policy")
+	}
 	up, err := p.dialApp(ctx, pod, in.RemoteAddr, in.Authority)
 	if err != nil {
 		p.failed(conn, admin.FlagConnectFailure)
@@ -67,7 +78,11 @@ func (p *Proxy) inboundHBONE(ctx context.Context, pod *Pod, in *hbone.Inbound) (
 
 // deliverLocal hands a same-node connection to the destination pod's app (at target), with the
 // source identity known as on the HBONE path: it is one of this agent's workloads.
-func (p *Proxy) deliverLocal(ctx context.Context, dstPod *Pod, target, srcAddr netip.AddrPort, c net.Conn, conn Conn) {
+func (p *Proxy) deliverLocal(ctx context.Context, snap *state.Snapshot, dstPod *Pod, target, srcAddr netip.AddrPort, c net.Conn, conn Conn) {
+	if !p.authorize(snap, conn.Destination, conn.SourceID, srcAddr, target) {
+		abort(c) // as over HBONE after a 401
+		return
+	}
 	up, err := p.dialApp(ctx, dstPod, srcAddr, target)
 	if err != nil {
 		p.failed(conn, admin.FlagConnectFailure)
@@ -86,6 +101,43 @@ func (p *Proxy) dialApp(ctx context.Context, pod *Pod, client, dst netip.AddrPor
 		Timeout:   5 * time.Second,
 	}
 	return podnet.Dial(ctx, pod.NetNS, d, "tcp", netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()).String())
+}
+
+// authorize applies the AuthorizationPolicies of the destination workload w to a connection
+// from client (with the mTLS identity peer; zero for plaintext) to dst. Every decision is
+// counted; a denial is logged with the policy that decided.
+func (p *Proxy) authorize(snap *state.Snapshot, w *state.Workload, peer spiffeid.ID, client, dst netip.AddrPort) bool {
+	policies := snap.PoliciesFor(w)
+	if len(policies) == 0 {
+		return true
+	}
+	c := authz.Conn{SourceIP: client.Addr().Unmap(), DestinationIP: dst.Addr().Unmap(), DestinationPort: dst.Port()}
+	if !peer.IsZero() {
+		c.SourcePrincipal = peer.TrustDomain().Name() + peer.Path()
+		c.SourceNamespace = authz.PrincipalNamespace(c.SourcePrincipal)
+	}
+	d := authz.Evaluate(policies, c)
+	p.d.Metrics.Authorization(d.Allowed, d.Policy)
+	for _, name := range d.Audited {
+		p.d.Logger.Info("audit", "policy", name, "workload", w.Namespace+"/"+w.Name, "from", client, "principal", c.SourcePrincipal, "port", dst.Port())
+	}
+	if d.Allowed {
+		p.d.Logger.Debug("authorized", "policy", d.Policy, "workload", w.Namespace+"/"+w.Name, "from", client, "principal", c.SourcePrincipal, "port", dst.Port())
+		return true
+	}
+	p.d.Logger.Info("connection denied", "policy", d.Policy, "reason", d.Reason(), "workload", w.Namespace+"/"+w.Name,
+		"from", client, "principal", c.SourcePrincipal, "port", dst.Port())
+	p.d.Metrics.Denied(admin.Inbound, admin.DenyAuthorizationPolicy)
+	return false
+}
+
+// abort closes c with a TCP reset (SO_LINGER 0): a refused client sees "connection reset", as
+// with ztunnel, rather than an orderly end it could mistake for an empty answer.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
 }
 
 func hasAddr(w *state.Workload, a netip.Addr) bool {

@@ -40,7 +40,7 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 	if dst.Node == p.d.Node {
 		if dstPod := p.pod(dst.UID); dstPod != nil {
 			// Same node: no TLS round trip, the same identity and policy checks as over HBONE.
-			p.deliverLocal(ctx, dstPod, netip.AddrPortFrom(addrLike(dst, family), port), srcAddr, c, conn)
+			p.deliverLocal(ctx, snap, dstPod, netip.AddrPortFrom(addrLike(dst, family), port), srcAddr, c, conn)
 			return
 		}
 	}
@@ -62,6 +62,7 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 	if err != nil {
 		log.Warn("hbone dial failed", "dst", target, "err", err)
 		p.failed(conn, responseFlag(err))
+		abort(c)
 		return
 	}
 	defer up.Close()
