@@ -23,11 +23,13 @@ func (f CertificateFunc) Certificates() [][]*x509.Certificate { return f() }
 
 // configDump is the document /config_dump serves.
 type configDump struct {
-	Config       configStatus     `json:"config"`
-	Workloads    []workloadDump   `json:"workloads"`
-	Services     []*state.Service `json:"services"`
-	Policies     []policyDump     `json:"policies"`
-	Certificates []certDump       `json:"certificates"`
+	Config    configStatus     `json:"config"`
+	Workloads []workloadDump   `json:"workloads"`
+	Services  []*state.Service `json:"services"`
+	Policies  []policyDump     `json:"policies"`
+	// Authorizations are the AuthorizationPolicies in force, as the controller translated them.
+	Authorizations []*state.Authorization `json:"authorizations"`
+	Certificates   []certDump             `json:"certificates"`
 }
 
 // configStatus is where the configuration stands.
@@ -77,11 +79,12 @@ type certInfo struct {
 
 func buildDump(snap *state.Snapshot, src config.StatusReporter, certs CertificateSource, now time.Time) *configDump {
 	d := &configDump{
-		Config:       configStatus{Version: snap.Version()},
-		Workloads:    make([]workloadDump, 0, len(snap.Workloads())),
-		Services:     snap.Services(),
-		Policies:     []policyDump{},
-		Certificates: []certDump{},
+		Config:         configStatus{Version: snap.Version()},
+		Workloads:      make([]workloadDump, 0, len(snap.Workloads())),
+		Services:       snap.Services(),
+		Policies:       []policyDump{},
+		Authorizations: append([]*state.Authorization{}, snap.Authorizations()...),
+		Certificates:   []certDump{},
 	}
 	if d.Services == nil {
 		d.Services = []*state.Service{}
