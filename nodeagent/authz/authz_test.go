@@ -116,3 +116,21 @@ func TestEvaluateDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownPolicyFailsClosed: a workload may name a policy its node does not receive (only
+// the workload's own node enforces it); should a workload evaluated here name one, every
+// connection to it is denied rather than let through unchecked.
+func TestUnknownPolicyFailsClosed(t *testing.T) {
+	w := &state.Workload{UID: "Kubernetes//Pod/shop/web", Name: "web", Namespace: "shop", Node: "node-a",
+		Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, AuthorizationPolicies: []string{"shop/elsewhere"}}
+	snap := state.NewSnapshot("1", []*state.Workload{w}, nil)
+	if err := snap.Validate(); err != nil {
+		t.Fatalf("a workload naming a policy the snapshot lacks is valid: %v", err)
+	}
+	ws, _ := snap.WorkloadByUID(w.UID)
+	d := authz.Evaluate(snap.PoliciesFor(ws), authz.Conn{SourcePrincipal: "cluster.local/ns/shop/sa/gw", SourceNamespace: "shop",
+		SourceIP: netip.MustParseAddr("10.0.0.2"), DestinationIP: netip.MustParseAddr("10.0.0.1"), DestinationPort: 80})
+	if d.Allowed || d.Policy != "shop/elsewhere" {
+		t.Fatalf("decision %+v, want denied by shop/elsewhere", d)
+	}
+}

@@ -291,8 +291,7 @@ authorizations:
 - {name: a, namespace: ns, rules: [{clauses: [{matches: [{namespaces: ["", "*x*"]}]}]}]}
 - {name: a, namespace: ns}
 `,
-			want: `config: workloads[0].authorizationPolicies[0]: no authorization is named "ns/missing"; add it to the authorizations or remove the name
-authorizations[0].rules[0].clauses[0].matches[0].namespaces[0]: empty exact value; write a value, "prefix*", "*suffix" or "*" (any value)
+			want: `config: authorizations[0].rules[0].clauses[0].matches[0].namespaces[0]: empty exact value; write a value, "prefix*", "*suffix" or "*" (any value)
 authorizations[1].name: "ns/a" is already authorizations[0]; describe each policy once`,
 		},
 	}

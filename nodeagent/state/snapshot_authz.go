@@ -186,10 +186,15 @@ func (x *authzIndex) resolvePolicies(p *Problems, path string, w *Workload) {
 		switch {
 		case !strings.Contains(name, "/"):
 			p.Add(pp, "%q is not a policy name; write \"<namespace>/<name>\"", name)
-		case !ok:
-			p.Add(pp, "no authorization is named %q; add it to the authorizations or remove the name", name)
 		case slices.Contains(w.AuthorizationPolicies[:k], name):
 			p.Add(pp, "%q is listed twice; list each policy once", name)
+		case !ok:
+			// A workload of another node may name policies that only its own node receives
+			// (enforcement is at the destination). Should a workload of this node name one, the
+			// agent fails closed: the policy stands as one that denies every connection.
+			ns, n, _ := strings.Cut(name, "/")
+			selected = append(selected, &Authorization{Name: n, Namespace: ns, Action: ActionDeny,
+				Rules: []AuthorizationRule{{}}, key: name})
 		case slices.Contains(list, a):
 			// A GLOBAL or NAMESPACE policy applies anyway; naming it changes nothing.
 		default:
