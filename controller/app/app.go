@@ -1,6 +1,6 @@
 // Package app is the controller's composition root: informers (cluster) → translation
-// (translate) → delta ADS (xds), the CA (ca) on the same TLS port, and the admin server
-// (admin).
+// (translate) → delta ADS (xds) and AuthorizationPolicy status (status), the CA (ca) on the
+// same TLS port, and the admin server (admin).
 package app
 
 import (
@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
 	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
@@ -27,6 +27,7 @@ import (
 	"github.com/weftmesh/weft/controller/admin"
 	"github.com/weftmesh/weft/controller/ca"
 	"github.com/weftmesh/weft/controller/cluster"
+	"github.com/weftmesh/weft/controller/status"
 	"github.com/weftmesh/weft/controller/translate"
 	"github.com/weftmesh/weft/controller/xds"
 )
@@ -104,7 +105,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return "", err
 			}
 			if caller.Namespace != agentNS || caller.ServiceAccount != agentSA || caller.NodeName == "" {
-				return "", status.Errorf(codes.PermissionDenied, "%s may not receive workload discovery: only node agents (%s/%s, with a token bound to their pod) may", caller, agentNS, agentSA)
+				return "", grpcstatus.Errorf(codes.PermissionDenied, "%s may not receive workload discovery: only node agents (%s/%s, with a token bound to their pod) may", caller, agentNS, agentSA)
 			}
 			return caller.NodeName, nil
 		},
@@ -129,6 +130,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cl.WaitForSync(ctx); err != nil {
 		return err
 	}
+	// AuthorizationPolicy status: written in the background after each push, never holding it up.
+	policyStatus := status.New(status.Options{Client: cfg.Istio, Get: cl.AuthorizationPolicy, Logger: log})
+	go policyStatus.Run(ctx)
 	g := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(authority.ServerTLSConfig())),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -162,6 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("configuration problem", "problem", w.Error())
 		}
 		server.Push(ctx, m, nodes)
+		policyStatus.Update(m.PolicyStatus)
 	}
 	push()
 	ready.Store(new(error))

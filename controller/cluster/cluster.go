@@ -8,6 +8,9 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
+
+	"google.golang.org/protobuf/proto"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
@@ -80,8 +83,12 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, gateway gateway
 	}
 	for _, w := range watch {
 		reg, err := w.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { c.notify() },
-			UpdateFunc: func(_, _ any) { c.notify() },
+			AddFunc: func(any) { c.notify() },
+			UpdateFunc: func(old, cur any) {
+				if !statusOnly(old, cur) {
+					c.notify()
+				}
+			},
 			DeleteFunc: func(any) { c.notify() },
 		})
 		if err != nil {
@@ -151,7 +158,20 @@ func (c *Cluster) Input() (translate.Input, error) {
 	if in.PeerAuthentications, err = c.peerAuths.List(all); err != nil {
 		return in, err
 	}
+	if in.AuthorizationPolicies, err = c.authzPolicies.List(all); err != nil {
+		return in, err
+	}
 	return in, nil
+}
+
+// statusOnly reports whether an update changed only an AuthorizationPolicy's status (the
+// controller writes it after each push): nothing the translation reads, so no rebuild.
+func statusOnly(old, cur any) bool {
+	o, ok1 := old.(*securityv1.AuthorizationPolicy)
+	n, ok2 := cur.(*securityv1.AuthorizationPolicy)
+	return ok1 && ok2 && o.Generation == n.Generation &&
+		maps.Equal(o.Labels, n.Labels) && maps.Equal(o.Annotations, n.Annotations) &&
+		proto.Equal(&o.Spec, &n.Spec)
 }
 
 // Nodes returns the names of the cluster's nodes.
@@ -167,10 +187,14 @@ func (c *Cluster) Nodes() ([]string, error) {
 	return names, nil
 }
 
-// AuthorizationPolicies returns the AuthorizationPolicies (enforced from the L4 policy issue
-// on; listed now so that the debug page shows them).
+// AuthorizationPolicies returns the AuthorizationPolicies.
 func (c *Cluster) AuthorizationPolicies() ([]*securityv1.AuthorizationPolicy, error) {
 	return c.authzPolicies.List(labels.Everything())
+}
+
+// AuthorizationPolicy returns one AuthorizationPolicy from the informer's cache (read-only).
+func (c *Cluster) AuthorizationPolicy(namespace, name string) (*securityv1.AuthorizationPolicy, error) {
+	return c.authzPolicies.AuthorizationPolicies(namespace).Get(name)
 }
 
 // Gateways returns the Gateway API Gateways (waypoints are Gateways of class istio-waypoint;

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	metav1alpha1 "istio.io/api/meta/v1alpha1"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	istiofake "istio.io/client-go/pkg/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
@@ -26,7 +28,10 @@ func TestInputAndChanges(t *testing.T) {
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}},
 	)
-	istio := istiofake.NewSimpleClientset(&securityv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "shop"}})
+	istio := istiofake.NewSimpleClientset(
+		&securityv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "shop"}},
+		&securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "allow", Namespace: "shop", Generation: 1}},
+	)
 	c, err := New(kube, istio, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +44,9 @@ func TestInputAndChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(in.Namespaces) != 1 || len(in.Pods) != 1 || len(in.PeerAuthentications) != 1 {
-		t.Fatalf("Input: %d namespaces, %d pods, %d PeerAuthentications; want 1 each", len(in.Namespaces), len(in.Pods), len(in.PeerAuthentications))
+	if len(in.Namespaces) != 1 || len(in.Pods) != 1 || len(in.PeerAuthentications) != 1 || len(in.AuthorizationPolicies) != 1 {
+		t.Fatalf("Input: %d namespaces, %d pods, %d PeerAuthentications, %d AuthorizationPolicies; want 1 each",
+			len(in.Namespaces), len(in.Pods), len(in.PeerAuthentications), len(in.AuthorizationPolicies))
 	}
 	if nodes, err := c.Nodes(); err != nil || len(nodes) != 1 || nodes[0] != "node-a" {
 		t.Fatalf("Nodes = %v, %v", nodes, err)
@@ -53,6 +59,35 @@ func TestInputAndChanges(t *testing.T) {
 	case <-c.Changed():
 	case <-ctx.Done():
 		t.Fatal("no change signalled for a new pod")
+	}
+
+	// The controller's own status writes do not trigger a rebuild; a spec change does.
+	drain(c)
+	ap, err := istio.SecurityV1().AuthorizationPolicies("shop").Get(ctx, "allow", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap.Status.Conditions = append(ap.Status.Conditions, &metav1alpha1.IstioCondition{Type: "ZtunnelAccepted", Status: "True"})
+	if ap, err = istio.SecurityV1().AuthorizationPolicies("shop").UpdateStatus(ctx, ap, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Changed():
+		t.Fatal("a status-only update signalled a change")
+	case <-time.After(300 * time.Millisecond):
+	}
+	ap.Spec.Action = securityv1beta1.AuthorizationPolicy_DENY
+	ap.Generation++
+	if _, err := istio.SecurityV1().AuthorizationPolicies("shop").Update(ctx, ap, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Changed():
+	case <-ctx.Done():
+		t.Fatal("no change signalled for a policy's new spec")
+	}
+	if got, err := c.AuthorizationPolicy("shop", "allow"); err != nil || got.Name != "allow" {
+		t.Fatalf("AuthorizationPolicy() = %v, %v", got, err)
 	}
 }
 

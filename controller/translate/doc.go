@@ -13,4 +13,17 @@
 // enrolled endpoint or a waypoint, and the workloads behind those services. Workloads and
 // services outside the mesh are left out: a connection to them passes through the agent as
 // plain TCP whether or not the agent knows them, so they would only cost memory and pushes.
+//
+// AuthorizationPolicies become authorization resources ("authorization/<namespace>/<name>")
+// with Istio ambient's L4 semantics (see authorization): a policy in the root namespace without
+// selector is GLOBAL, one without selector NAMESPACE, one with selector.matchLabels
+// WORKLOAD_SELECTOR, and every enrolled workload it selects names it in authorization_policies
+// (a root-namespace selector selects in every namespace). Policies are enforced by the
+// destination's agent, so a node receives the GLOBAL policies, the NAMESPACE policies of the
+// namespaces with an enrolled workload on the node, and the WORKLOAD_SELECTOR policies that
+// select an enrolled workload on the node. A workload received from another node may name
+// policies this node does not receive; only the workload's own node enforces them. What L4
+// cannot enforce (HTTP attributes, connection.sni, CUSTOM, dry-run, targetRefs, malformed
+// fields) is resolved in the safe direction and reported per policy in Mesh.PolicyStatus, with
+// the condition types Istio writes (ZtunnelAccepted, WaypointAccepted).
 package translate

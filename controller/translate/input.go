@@ -14,6 +14,8 @@ type Input struct {
 	Services            []*corev1.Service
 	EndpointSlices      []*discoveryv1.EndpointSlice
 	PeerAuthentications []*securityv1.PeerAuthentication
+	// AuthorizationPolicies are translated into authorization resources (see authorization).
+	AuthorizationPolicies []*securityv1.AuthorizationPolicy
 }
 
 // Options are the mesh-wide settings of a translation.

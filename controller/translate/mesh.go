@@ -19,14 +19,17 @@ type Resource struct {
 	Version string
 }
 
-// Mesh is the translated cluster: every workload and service, and what each node receives.
-// It is immutable once built.
+// Mesh is the translated cluster: every workload, service and authorization policy, and what
+// each node receives. It is immutable once built.
 type Mesh struct {
-	// Resources holds every workload and service by resource name.
+	// Resources holds every workload, service and authorization policy by resource name.
 	Resources map[string]Resource
 	// Warnings are problems in the input that did not stop the translation, each naming the
 	// object and the fix.
 	Warnings []error
+	// PolicyStatus holds the status condition of every AuthorizationPolicy, by
+	// PolicyKey(namespace, name).
+	PolicyStatus map[string]PolicyCondition
 
 	shared map[string]Resource            // what every node receives
 	local  map[string]map[string]Resource // node → its own workloads that are not shared
@@ -35,7 +38,7 @@ type Mesh struct {
 // Build translates in.
 func Build(in Input, o Options) *Mesh {
 	o = o.withDefaults()
-	m := &Mesh{Resources: map[string]Resource{}, shared: map[string]Resource{}, local: map[string]map[string]Resource{}}
+	m := &Mesh{Resources: map[string]Resource{}, PolicyStatus: map[string]PolicyCondition{}, shared: map[string]Resource{}, local: map[string]map[string]Resource{}}
 	nsLabels := make(map[string]map[string]string, len(in.Namespaces))
 	for _, ns := range in.Namespaces {
 		nsLabels[ns.Name] = ns.Labels
@@ -50,6 +53,7 @@ func Build(in Input, o Options) *Mesh {
 		}
 	}
 	known := func(uid string) bool { return workloads[uid] != nil }
+	policies := m.authorizations(in, workloads, o)
 
 	slicesBySvc := map[[2]string][]*discoveryv1.EndpointSlice{}
 	for _, es := range in.EndpointSlices {
@@ -101,12 +105,93 @@ func Build(in Input, o Options) *Mesh {
 		if _, ok := m.Resources[uid]; !ok || shared[uid] || w.Node == "" {
 			continue
 		}
-		if m.local[w.Node] == nil {
-			m.local[w.Node] = map[string]Resource{}
-		}
-		m.local[w.Node][uid] = m.Resources[uid]
+		m.addLocal(w.Node, uid)
 	}
+	m.scopePolicies(policies, workloads)
 	return m
+}
+
+func (m *Mesh) addLocal(node, name string) {
+	if m.local[node] == nil {
+		m.local[node] = map[string]Resource{}
+	}
+	m.local[node][name] = m.Resources[name]
+}
+
+// authorizations translates the AuthorizationPolicies into resources and status conditions,
+// and names in each enrolled workload the WORKLOAD_SELECTOR policies that select it (a
+// policy of the root namespace selects workloads of every namespace, as in Istio). It returns
+// the translated policies by resource name.
+func (m *Mesh) authorizations(in Input, workloads map[string]*workloadv1.Workload, o Options) map[string]*policy {
+	services := make(map[string]bool, len(in.Services))
+	for _, svc := range in.Services {
+		services[svc.Namespace+"/"+svc.Name] = true
+	}
+	out := map[string]*policy{}
+	selectorsByNS := map[string][]*policy{}
+	for _, ap := range in.AuthorizationPolicies {
+		p := authorization(ap, services, o)
+		m.PolicyStatus[PolicyKey(ap.Namespace, ap.Name)] = p.cond
+		if p.warning != nil {
+			m.Warnings = append(m.Warnings, p.warning)
+		}
+		if p.auth == nil {
+			continue
+		}
+		r, err := newResource(&workloadv1.Address{Name: p.name, Type: &workloadv1.Address_Authorization{Authorization: p.auth}})
+		if err != nil {
+			m.Warnings = append(m.Warnings, err)
+			continue
+		}
+		m.Resources[p.name] = r
+		out[p.name] = p
+		if p.auth.Scope == workloadv1.AuthorizationScope_WORKLOAD_SELECTOR {
+			selectorsByNS[ap.Namespace] = append(selectorsByNS[ap.Namespace], p)
+		}
+	}
+	for _, w := range workloads {
+		if w.TunnelProtocol != workloadv1.TunnelProtocol_HBONE {
+			continue
+		}
+		candidates := selectorsByNS[w.Namespace]
+		if w.Namespace != o.RootNamespace {
+			candidates = append(slices.Clip(candidates), selectorsByNS[o.RootNamespace]...)
+		}
+		for _, p := range candidates {
+			if selects(p.selector, w.Labels) {
+				w.AuthorizationPolicies = append(w.AuthorizationPolicies, p.name)
+			}
+		}
+		slices.Sort(w.AuthorizationPolicies)
+	}
+	return out
+}
+
+// scopePolicies decides which nodes receive each policy. Policies are enforced by the
+// destination's agent, so a node receives the GLOBAL policies, the NAMESPACE policies of the
+// namespaces with an enrolled workload on the node, and the WORKLOAD_SELECTOR policies that
+// select an enrolled workload on the node.
+func (m *Mesh) scopePolicies(policies map[string]*policy, workloads map[string]*workloadv1.Workload) {
+	namespaces := map[string][]*policy{}
+	for name, p := range policies {
+		switch p.auth.Scope {
+		case workloadv1.AuthorizationScope_GLOBAL:
+			m.shared[name] = m.Resources[name]
+		case workloadv1.AuthorizationScope_NAMESPACE:
+			namespaces[p.auth.Namespace] = append(namespaces[p.auth.Namespace], p)
+		}
+	}
+	for _, w := range workloads {
+		if w.TunnelProtocol != workloadv1.TunnelProtocol_HBONE || w.Node == "" {
+			continue
+		}
+		for _, p := range namespaces[w.Namespace] {
+			m.addLocal(w.Node, p.name)
+		}
+		for _, name := range w.AuthorizationPolicies {
+			m.addLocal(w.Node, name)
+		}
+	}
 }
 
 // ForNode returns the resources that the agent of node receives.
