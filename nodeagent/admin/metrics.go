@@ -359,7 +359,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}, []string{"direction", "reason"})
 	m.authz = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "weft_nodeagent_authorization_decisions_total",
-		Help: "AuthorizationPolicy decisions on inbound connections, by decision (allow, deny) and the policy that decided (\"\" when no policy applied or none matched an allow-by-default).",
+		Help: "AuthorizationPolicy decisions on inbound connections, by decision (allow, deny) and the policy that decided: \"\" for the default allow, the applying ALLOW policies (\"ns/a,ns/b\") when none matched.",
 	}, []string{"decision", "policy"})
 	for _, c := range []prometheus.Collector{m.opened, m.closed, m.sent, m.received, passthrough, denied, m.authz} {
 		if err := reg.Register(c); err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -117,18 +118,34 @@ func (p *Proxy) authorize(snap *state.Snapshot, w *state.Workload, peer spiffeid
 		c.SourceNamespace = authz.PrincipalNamespace(c.SourcePrincipal)
 	}
 	d := authz.Evaluate(policies, c)
-	p.d.Metrics.Authorization(d.Allowed, d.Policy)
 	for _, name := range d.Audited {
 		p.d.Logger.Info("audit", "policy", name, "workload", w.Namespace+"/"+w.Name, "from", client, "principal", c.SourcePrincipal, "port", dst.Port())
 	}
 	if d.Allowed {
+		p.d.Metrics.Authorization(true, d.Policy)
 		p.d.Logger.Debug("authorized", "policy", d.Policy, "workload", w.Namespace+"/"+w.Name, "from", client, "principal", c.SourcePrincipal, "port", dst.Port())
 		return true
 	}
-	p.d.Logger.Info("connection denied", "policy", d.Policy, "reason", d.Reason(), "workload", w.Namespace+"/"+w.Name,
+	policy := d.Policy
+	if policy == "" { // no ALLOW policy matched: they decided together
+		policy = allowPolicies(policies)
+	}
+	p.d.Logger.Info("connection denied", "policy", policy, "reason", d.Reason(), "workload", w.Namespace+"/"+w.Name,
 		"from", client, "principal", c.SourcePrincipal, "port", dst.Port())
+	p.d.Metrics.Authorization(false, policy)
 	p.d.Metrics.Denied(admin.Inbound, admin.DenyAuthorizationPolicy)
 	return false
+}
+
+// allowPolicies names the ALLOW policies among policies, "ns/a,ns/b".
+func allowPolicies(policies []*state.Authorization) string {
+	var names []string
+	for _, a := range policies {
+		if a.Action == state.ActionAllow {
+			names = append(names, a.Key())
+		}
+	}
+	return strings.Join(names, ",")
 }
 
 // abort closes c with a TCP reset (SO_LINGER 0): a refused client sees "connection reset", as
