@@ -49,7 +49,14 @@ demo-down: ## stop a cluster kept up by make demo KEEP=1
 
 .PHONY: bench
 bench: deps build ## run the benchmarks and write bench-results/ (QUICK=1 for a short run)
-	@$(BIN)/weft-bench $(if $(QUICK),-quick) -out bench-results
+	@status=0; \
+	$(BIN)/weft-bench $(if $(QUICK),-quick) -out bench-results || status=$$?; \
+	$(BIN)/weft-scale $(if $(QUICK),-quick) -out bench-results || status=$$?; \
+	exit $$status
+
+.PHONY: bench-scale
+bench-scale: deps build ## only the controller scale benchmark (QUICK=1: 20 agents, 1,000 pods)
+	@$(BIN)/weft-scale $(if $(QUICK),-quick) -out bench-results
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
