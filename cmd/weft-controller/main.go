@@ -64,6 +64,9 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
+	// client-go's default (5 requests/s, burst 10) would pace the TokenReviews of agents that
+	// connect at once, e.g. after a controller restart in a large cluster.
+	rc.QPS, rc.Burst = 100, 200
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err

@@ -194,6 +194,13 @@ func (m *Mesh) scopePolicies(policies map[string]*policy, workloads map[string]*
 	}
 }
 
+// Shared returns the resources every node receives, and Local those that only node receives
+// besides: ForNode(node) is their union, and they never overlap. The maps belong to the Mesh.
+func (m *Mesh) Shared() map[string]Resource { return m.shared }
+
+// Local returns the resources that only node receives (see Shared).
+func (m *Mesh) Local(node string) map[string]Resource { return m.local[node] }
+
 // ForNode returns the resources that the agent of node receives.
 func (m *Mesh) ForNode(node string) map[string]Resource {
 	out := make(map[string]Resource, len(m.shared)+len(m.local[node]))

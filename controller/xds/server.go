@@ -8,7 +8,6 @@ package xds
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -155,21 +154,25 @@ func (s *Server) Push(ctx context.Context, m *translate.Mesh, nodes []string) {
 		}
 	}
 	s.mu.Unlock()
+	// A node receives the shared resources and its own: the digest of the union is the sum of
+	// theirs, so the shared part is hashed once per push, not once per node.
+	shared := m.Shared()
+	sharedDigest := digest(shared)
 	for n := range targets {
-		rs := m.ForNode(n)
-		d := digest(rs)
+		local := m.Local(n)
+		d := sharedDigest + digest(local)
 		s.mu.Lock()
 		st := s.node(n)
 		unchanged := st.Pushed != "" && s.digests[n] == d
 		if !unchanged {
-			st.Pushed, st.PushedAt, st.Resources = version, start, len(rs)
+			st.Pushed, st.PushedAt, st.Resources = version, start, len(shared)+len(local)
 			s.digests[n] = d
 		}
 		s.mu.Unlock()
 		if unchanged {
 			continue // the node's agent has (or is being sent) exactly this
 		}
-		if err := s.cache.SetSnapshot(ctx, n, newSnapshot(version, rs)); err != nil {
+		if err := s.cache.SetSnapshot(ctx, n, newSnapshot(version, shared, local)); err != nil {
 			s.log.Error("set snapshot", "node", n, "err", err)
 		}
 	}
@@ -177,17 +180,28 @@ func (s *Server) Push(ctx context.Context, m *translate.Mesh, nodes []string) {
 	s.m.pushTime.Observe(time.Since(start).Seconds())
 }
 
-// digest sums a hash of every resource name and version: equal for equal sets, in any order.
+// digest sums a hash of every resource name and version: equal for equal sets, in any order,
+// and the digest of a union of disjoint sets is the sum of theirs.
 func digest(rs map[string]translate.Resource) uint64 {
 	var sum uint64
 	for name, r := range rs {
-		h := fnv.New64a()
-		h.Write([]byte(name))
-		h.Write([]byte{0})
-		h.Write([]byte(r.Version))
-		sum += h.Sum64()
+		sum += fnv64a(fnv64a(fnv64a(fnvOffset, name), "\x00"), r.Version)
 	}
 	return sum
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv64a continues an FNV-1a hash over s without allocating.
+func fnv64a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
 }
 
 // Mesh returns the last mesh pushed, nil before the first push.

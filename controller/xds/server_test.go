@@ -209,3 +209,15 @@ func waitStatus(t *testing.T, s *Server, node string, ok func(NodeStatus) bool) 
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestDigestIsAdditive(t *testing.T) {
+	m := mesh(pod("a", "node-a", "198.18.1.5"), pod("b", "node-b", "198.18.2.5"))
+	all := m.ForNode("node-a")
+	if got, want := digest(m.Shared())+digest(m.Local("node-a")), digest(all); got != want {
+		t.Fatalf("digest(shared)+digest(local) = %x, digest(union) = %x", got, want)
+	}
+	b := pod("b", "node-b", "198.18.2.6")
+	if digest(mesh(pod("a", "node-a", "198.18.1.5"), b).ForNode("node-a")) == digest(all) {
+		t.Fatal("a changed address left the digest unchanged")
+	}
+}

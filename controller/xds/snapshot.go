@@ -16,15 +16,22 @@ type snapshot struct {
 	versions  map[string]string
 }
 
-func newSnapshot(version string, rs map[string]translate.Resource) *snapshot {
+// newSnapshot returns the snapshot of the union of resource sets (disjoint).
+func newSnapshot(version string, sets ...map[string]translate.Resource) *snapshot {
+	n := 0
+	for _, rs := range sets {
+		n += len(rs)
+	}
 	s := &snapshot{
 		version:   version,
-		resources: make(map[string]types.Resource, len(rs)),
-		versions:  make(map[string]string, len(rs)),
+		resources: make(map[string]types.Resource, n),
+		versions:  make(map[string]string, n),
 	}
-	for name, r := range rs {
-		s.resources[name] = r.Address
-		s.versions[name] = r.Version
+	for _, rs := range sets {
+		for name, r := range rs {
+			s.resources[name] = r.Address
+			s.versions[name] = r.Version
+		}
 	}
 	return s
 }
