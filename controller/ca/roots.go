@@ -4,17 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"net/url"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,7 +65,7 @@ func (c *CA) loadSigner(ctx context.Context) (*signer, error) {
 // createSelfSigned creates SelfSignedSecret with a new root unless it exists; when another
 // replica created it first, it returns that one.
 func (c *CA) createSelfSigned(ctx context.Context) (*corev1.Secret, error) {
-	certPEM, keyPEM, err := newRoot(c.opts.TrustDomain, c.opts.RootTTL)
+	certPEM, keyPEM, err := pki.NewRoot(c.opts.TrustDomain, c.opts.RootTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -213,39 +206,6 @@ func (s *signer) check() error {
 		return fmt.Errorf("the chain of %s ends at %q, whose root is not in %s", KeyCACert, last.Subject, KeyRootCert)
 	}
 	return nil
-}
-
-// newRoot returns a self-signed root CA for td (ECDSA P-256, valid for ttl) as PEM.
-func newRoot(td spiffeid.TrustDomain, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generate root key: %w", err)
-	}
-	serial, err := pki.RandomSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{td.Name()}, CommonName: "weft root CA"},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(ttl),
-		URIs:                  []*url.URL{td.ID().URL()},
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create root: %w", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("marshal root key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // publishBundle writes roots to the ConfigMap api.RootCertConfigMap, key api.RootCertKey,

@@ -37,7 +37,7 @@ func TestRoundTripAndErrors(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, in, want string
-		key         bool
+		key            bool
 	}{
 		{"no certificate", "", "no PEM certificate", false},
 		{"trailing data", string(EncodeCertificates([]*x509.Certificate{cert})) + "junk", "trailing data", false},

@@ -7,8 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
@@ -213,41 +211,19 @@ func CreateRootCA(td spiffeid.TrustDomain, certFile, keyFile string, ttl time.Du
 	if ttl <= 0 {
 		ttl = DefaultRootTTL
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM, keyPEM, err := pki.NewRoot(td, ttl)
 	if err != nil {
-		return nil, fmt.Errorf("fileca: generate root key: %w", err)
+		return nil, fmt.Errorf("fileca: %w", err)
 	}
-	serial, err := pki.RandomSerial()
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{td.Name()}, CommonName: "weft root CA"},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(ttl),
-		URIs:                  []*url.URL{td.ID().URL()},
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("fileca: create root: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	certs, err := pki.ParseCertificates(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("fileca: parse root: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("fileca: marshal root key: %w", err)
-	}
-	if err := writeNew(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	cert := certs[0]
+	if err := writeNew(keyFile, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := writeNew(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := writeNew(certFile, certPEM, 0o644); err != nil {
 		_ = os.Remove(keyFile)
 		return nil, err
 	}
