@@ -150,6 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 		g.Stop()
 	}()
 
+	var warned map[string]bool // problems logged already: each is logged once, not per push
 	push := func() {
 		in, err := cl.Input()
 		if err != nil {
@@ -162,9 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return
 		}
 		m := translate.Build(in, cfg.Translate)
-		for _, w := range m.Warnings {
-			log.Warn("configuration problem", "problem", w.Error())
-		}
+		warned = logNew(log, warned, m.Warnings)
 		server.Push(ctx, m, nodes)
 		policyStatus.Update(m.PolicyStatus)
 	}
@@ -214,6 +213,19 @@ func debounce(ctx context.Context, changed, kick <-chan struct{}, d, max time.Du
 		quiet.Stop()
 		push()
 	}
+}
+
+// logNew logs the problems not in seen and returns the set of problems now present.
+func logNew(log *slog.Logger, seen map[string]bool, problems []error) map[string]bool {
+	now := make(map[string]bool, len(problems))
+	for _, p := range problems {
+		msg := p.Error()
+		now[msg] = true
+		if !seen[msg] {
+			log.Warn("configuration problem", "problem", msg)
+		}
+	}
+	return now
 }
 
 func notify(c chan struct{}) {
