@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -59,6 +60,9 @@ func TestPrivilegedCleanAfterCrash(t *testing.T) {
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	_ = cmd.Wait()
+	// cmd is `go run`; the harness is its child, killed too but possibly still dying (or not yet
+	// reaped) when Wait returns. Clean skips runs whose owner lives, so wait for it to be gone.
+	waitOwnerGone(t, run)
 
 	removed, err := harness.Clean("", false)
 	if err != nil {
@@ -71,4 +75,25 @@ func TestPrivilegedCleanAfterCrash(t *testing.T) {
 	if out, _ := exec.Command("pgrep", "-f", filepath.Join("/run/weft-harness", run)).Output(); len(out) > 0 {
 		t.Errorf("processes of run %s still running: %s", run, out)
 	}
+}
+
+// waitOwnerGone waits up to 10 s until the process named in run's owner.pid has exited (gone or
+// a zombie), as Clean judges it.
+func waitOwnerGone(t *testing.T, run string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/run/weft-harness", run, "owner.pid"))
+	if err != nil {
+		return
+	}
+	pid := strings.TrimSpace(string(b))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return
+		}
+		if rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:]); strings.HasPrefix(strings.TrimSpace(rest), "Z") {
+			return
+		}
+	}
+	t.Fatalf("the killed harness (pid %s) is still running after 10 s", pid)
 }
