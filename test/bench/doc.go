@@ -15,6 +15,8 @@
 // maximum as the spread. An AgentMeter records, for every repetition, the CPU time and peak
 // memory of the mesh's node agents from their cgroups and /proc (the Agent* metrics).
 //
-// Results are written as JSON (the Run itself) and as Markdown tables (WriteMarkdown). The
+// Results are written as JSON (the Run itself), as SVG plots of latency, the agents' resources
+// and throughput (WritePlots, with gonum/plot) and as Markdown tables (WriteMarkdown) that link
+// the plots (WritePlotLinks). The
 // command test/bench/cmd/weft-bench drives a run against a fresh harness cluster (make bench).
 package bench

@@ -4,11 +4,13 @@
 // Usage:
 //
 //	weft-bench [-quick] [-out DIR] [-timeout D] [-tune-client=false]
+//	weft-bench -plot bench-results/bench-<time>.json [-out DIR]
 //
 // It starts the cluster (printing the harness's progress lines), deploys the benchmark pods
 // (client on node-1; echo server and bulk receiver on node-2), installs Weft's node agents, runs
 // every workload of the plan for two scenarios, and writes DIR/bench-<UTC time>.json (the
-// bench.Run) and DIR/bench-<UTC time>.md (the Markdown tables, also printed on stdout). The
+// bench.Run), the plots DIR/bench-<UTC time>-{latency,resources,throughput}.svg and
+// DIR/bench-<UTC time>.md (the Markdown tables with links to the plots, also printed on stdout). The
 // scenarios are no-mesh (plain pod→pod across the nodes, namespace not enrolled) and weft-l4 (the
 // namespace enrolled: eBPF capture, HBONE mTLS between the node agents). They are interleaved:
 // for every workload and repetition, no-mesh then weft-l4, switching by the namespace label and
@@ -18,6 +20,9 @@
 // -quick runs each HTTP load point once for 5 s after a 1 s warm-up, with smaller bulk
 // transfers: the whole run, cluster included, takes under 3 minutes. The default full mode runs
 // each load point 3 times for 15 s, each after a 5 s warm-up on the path just switched to.
+//
+// -plot renders the plots of an existing result file instead, next to it (or into -out when
+// given), and prints their Markdown image links; it needs neither root nor a cluster.
 //
 // Needs root (network namespaces, cgroups). The exit status is 1 when the cluster cannot start
 // or any workload failed (the files are written anyway), 2 on a usage error.
@@ -56,6 +61,8 @@ type config struct {
 	outDir     string
 	timeout    time.Duration
 	tuneClient bool
+	// plot is a result file to render the plots of (weft-bench -plot), "" for a benchmark run.
+	plot string
 }
 
 func main() {
@@ -65,6 +72,13 @@ func main() {
 			fmt.Fprintln(os.Stderr, "weft-bench:", err)
 		}
 		os.Exit(2)
+	}
+	if cfg.plot != "" {
+		if err := plotRun(cfg.plot, cfg.outDir, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "weft-bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -80,16 +94,25 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("weft-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "short run (under 3 minutes with the cluster): 1 × 5 s per load point")
-	out := fs.String("out", "bench-results", "directory for bench-<time>.json and bench-<time>.md")
+	out := fs.String("out", "bench-results", "directory for bench-<time>.json, .md and the -*.svg plots (with -plot: default the result file's directory)")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 6m with -quick, 30m otherwise)")
 	tune := fs.Bool("tune-client", true, "widen the ephemeral port range and reuse TIME_WAIT sockets in the client pod")
+	plotFile := fs.String("plot", "", "render the plots of an existing `bench-<time>.json` and exit (no run, no root needed)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune}
+	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune, plot: *plotFile}
+	if cfg.plot != "" {
+		outSet := false
+		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+		if !outSet {
+			cfg.outDir = filepath.Dir(cfg.plot)
+		}
+		return cfg, nil
+	}
 	if *quick {
 		cfg.mode = bench.Quick
 	}
@@ -218,7 +241,8 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	return ctx.Err()
 }
 
-// write stores the run as JSON and Markdown in dir and prints the Markdown.
+// write stores the run as JSON, SVG plots and Markdown in dir and prints the Markdown. A plot
+// that cannot be rendered does not keep the JSON and the Markdown from being written.
 func write(dir string, r *bench.Run, stdout io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("output: %w", err)
@@ -231,15 +255,41 @@ func write(dir string, r *bench.Run, stdout io.Writer) error {
 	if err := os.WriteFile(base+".json", append(j, '\n'), 0o644); err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
+	plots, perr := bench.WritePlots(dir, "bench-"+r.ID, r)
 	var md strings.Builder
 	if err := bench.WriteMarkdown(&md, r); err != nil {
+		return err
+	}
+	if err := bench.WritePlotLinks(&md, dir, plots); err != nil {
 		return err
 	}
 	if err := os.WriteFile(base+".md", []byte(md.String()), 0o644); err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
-	fmt.Fprintf(stdout, "\n%s\nwritten: %s.json, %s.md\n", md.String(), base, base)
-	return nil
+	written := []string{base + ".json", base + ".md"}
+	for _, p := range plots {
+		written = append(written, p.Path)
+	}
+	fmt.Fprintf(stdout, "\n%s\nwritten: %s\n", md.String(), strings.Join(written, ", "))
+	return perr
+}
+
+// plotRun renders the plots of the result file path into dir and prints their Markdown links
+// (relative to dir).
+func plotRun(path, dir string, stdout io.Writer) error {
+	r, err := bench.ReadRun(path)
+	if err != nil {
+		return err
+	}
+	prefix := strings.TrimSuffix(filepath.Base(path), ".json")
+	plots, err := bench.WritePlots(dir, prefix, r)
+	if err != nil {
+		return err
+	}
+	for _, p := range plots {
+		fmt.Fprintf(stdout, "written: %s\n", p.Path)
+	}
+	return bench.WritePlotLinks(stdout, dir, plots)
 }
 
 // repoRoot finds the directory of the weft module's go.mod above the working directory. It is

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ func TestParseFlags(t *testing.T) {
 		{"make bench", []string{"-out", "bench-results"}, config{mode: bench.Full, outDir: "bench-results", timeout: 30 * time.Minute, tuneClient: true}, false},
 		{"make bench QUICK=1", []string{"-quick", "-out", "bench-results"}, config{mode: bench.Quick, outDir: "bench-results", timeout: 6 * time.Minute, tuneClient: true}, false},
 		{"explicit", []string{"-quick", "-out", "/tmp/b", "-timeout", "2m", "-tune-client=false"}, config{mode: bench.Quick, outDir: "/tmp/b", timeout: 2 * time.Minute}, false},
+		{"plot", []string{"-plot", "bench-results/bench-1.json"}, config{mode: bench.Full, outDir: "bench-results", tuneClient: true, plot: "bench-results/bench-1.json"}, false},
+		{"plot elsewhere", []string{"-plot", "r/bench-1.json", "-out", "/tmp/p"}, config{mode: bench.Full, outDir: "/tmp/p", tuneClient: true, plot: "r/bench-1.json"}, false},
 		{"stray argument", []string{"-quick", "now"}, config{}, true},
 		{"unknown flag", []string{"-fast"}, config{}, true},
 	}
@@ -78,5 +81,71 @@ func TestCopyBinary(t *testing.T) {
 	}
 	if _, err := copyBinary("", t.TempDir()); err == nil {
 		t.Error("empty source accepted")
+	}
+}
+
+// testRun is a minimal two-scenario run without agents.
+func testRun(t *testing.T) *bench.Run {
+	t.Helper()
+	plan, err := bench.NewPlan(bench.Quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &bench.Run{Schema: bench.SchemaVersion, ID: "20261122-010000", Mode: bench.Quick, Plan: plan, Baseline: bench.BaselineScenario}
+	for i, name := range []string{bench.BaselineScenario, bench.WeftL4Scenario} {
+		k := float64(i + 1)
+		sc := bench.ScenarioResult{Name: name}
+		for _, w := range plan.Workloads {
+			s := bench.Sample{bench.Gbps: 5 / k, bench.Errors: 0}
+			if w.Kind == bench.HTTP {
+				s = bench.Sample{bench.P50: 0.2 * k, bench.P90: 0.3 * k, bench.P99: 0.5 * k, bench.P999: 1 * k, bench.RPS: 9000 / k, bench.Errors: 0}
+			}
+			sc.Results = append(sc.Results, bench.NewResult(w.ID, []bench.Sample{s}))
+		}
+		r.Scenarios = append(r.Scenarios, sc)
+	}
+	if err := r.ComputeRatios(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// write stores the JSON, the plots and the Markdown that links them; -plot renders the plots
+// again from the JSON.
+func TestWriteAndPlot(t *testing.T) {
+	dir := t.TempDir()
+	r := testRun(t)
+	if err := write(dir, r, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(dir, "bench-"+r.ID)
+	md, err := os.ReadFile(base + ".md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{bench.LatencyPlot, bench.ThroughputPlot} { // no agents: no resources plot
+		if _, err := os.Stat(base + "-" + name + ".svg"); err != nil {
+			t.Error(err)
+		}
+		if link := "](bench-" + r.ID + "-" + name + ".svg)"; !strings.Contains(string(md), link) {
+			t.Errorf("Markdown lacks %s", link)
+		}
+	}
+
+	out := t.TempDir()
+	var stdout strings.Builder
+	if err := plotRun(base+".json", out, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{bench.LatencyPlot, bench.ThroughputPlot} {
+		if _, err := os.Stat(filepath.Join(out, "bench-"+r.ID+"-"+name+".svg")); err != nil {
+			t.Error(err)
+		}
+	}
+	if !strings.Contains(stdout.String(), "![") {
+		t.Errorf("-plot printed no image links:\n%s", stdout.String())
+	}
+	if err := plotRun(filepath.Join(dir, "missing.json"), out, io.Discard); err == nil {
+		t.Error("-plot of a missing file: no error")
 	}
 }
