@@ -1,7 +1,8 @@
 // Package cluster watches the Kubernetes objects that the mesh is built from with client-go
 // shared informers: Namespaces, Pods, Services, EndpointSlices and Nodes, Istio's
-// PeerAuthentication and AuthorizationPolicy through istio.io/client-go, and Gateway API
-// Gateways (the waypoints' resource) when their CRD is installed. It tells when anything changed
+// PeerAuthentication and AuthorizationPolicy through istio.io/client-go, Istio's
+// VirtualService and DestinationRule (the waypoints' traffic rules) and Gateway API Gateways
+// (the waypoints' resource) when their CRDs are installed. It tells when anything changed
 // and hands out the current objects as a [translate.Input].
 package cluster
 
@@ -12,9 +13,11 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	networkinglisters "istio.io/client-go/pkg/listers/networking/v1"
 	istiolisters "istio.io/client-go/pkg/listers/security/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -28,6 +31,7 @@ import (
 	gatewayinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 	gatewaylisters "sigs.k8s.io/gateway-api/pkg/client/listers/apis/v1"
 
+	"github.com/weftmesh/weft/controller/envoy"
 	"github.com/weftmesh/weft/controller/translate"
 )
 
@@ -45,13 +49,16 @@ type Cluster struct {
 	peerAuths     istiolisters.PeerAuthenticationLister
 	authzPolicies istiolisters.AuthorizationPolicyLister
 	gateways      gatewaylisters.GatewayLister
+	virtualSvcs   networkinglisters.VirtualServiceLister  // nil without the CRD
+	destRules     networkinglisters.DestinationRuleLister // nil without the CRD
 	podInformer   cache.SharedIndexInformer
 	changed       chan struct{}
 	synced        []cache.InformerSynced
 }
 
 // New returns a Cluster over the clients; call Start, then WaitForSync. gateway may be nil;
-// Gateways are watched only when the apiserver serves gateway.networking.k8s.io/v1.
+// Gateways are watched only when the apiserver serves gateway.networking.k8s.io/v1,
+// VirtualServices and DestinationRules only when it serves them in networking.istio.io/v1.
 func New(kube kubernetes.Interface, istio istioclient.Interface, gateway gatewayclient.Interface) (*Cluster, error) {
 	c := &Cluster{
 		kube:    informers.NewSharedInformerFactory(kube, 0),
@@ -80,6 +87,19 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, gateway gateway
 			kind string
 			inf  cache.SharedIndexInformer
 		}{"Gateway", gw.Informer()})
+	}
+	type watched = struct {
+		kind string
+		inf  cache.SharedIndexInformer
+	}
+	netv1 := c.istio.Networking().V1()
+	if served(kube, networkingv1.SchemeGroupVersion.String(), "virtualservices") {
+		c.virtualSvcs = netv1.VirtualServices().Lister()
+		watch = append(watch, watched{"VirtualService", netv1.VirtualServices().Informer()})
+	}
+	if served(kube, networkingv1.SchemeGroupVersion.String(), "destinationrules") {
+		c.destRules = netv1.DestinationRules().Lister()
+		watch = append(watch, watched{"DestinationRule", netv1.DestinationRules().Informer()})
 	}
 	for _, w := range watch {
 		reg, err := w.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -204,6 +224,50 @@ func (c *Cluster) Gateways() ([]*gatewayv1.Gateway, error) {
 		return nil, nil
 	}
 	return c.gateways.List(labels.Everything())
+}
+
+// VirtualServices returns the VirtualServices, none when the CRD is not installed.
+func (c *Cluster) VirtualServices() ([]*networkingv1.VirtualService, error) {
+	if c.virtualSvcs == nil {
+		return nil, nil
+	}
+	return c.virtualSvcs.List(labels.Everything())
+}
+
+// DestinationRules returns the DestinationRules, none when the CRD is not installed.
+func (c *Cluster) DestinationRules() ([]*networkingv1.DestinationRule, error) {
+	if c.destRules == nil {
+		return nil, nil
+	}
+	return c.destRules.List(labels.Everything())
+}
+
+// EnvoyInput returns the objects of namespace that a waypoint there is configured from
+// ([envoy.Build]).
+func (c *Cluster) EnvoyInput(namespace string) (envoy.Input, error) {
+	in := envoy.Input{Namespace: namespace}
+	var err error
+	all := labels.Everything()
+	if in.Services, err = c.services.Services(namespace).List(all); err != nil {
+		return in, err
+	}
+	if in.EndpointSlices, err = c.slices.EndpointSlices(namespace).List(all); err != nil {
+		return in, err
+	}
+	if in.Pods, err = c.pods.Pods(namespace).List(all); err != nil {
+		return in, err
+	}
+	if c.virtualSvcs != nil {
+		if in.VirtualServices, err = c.virtualSvcs.VirtualServices(namespace).List(all); err != nil {
+			return in, err
+		}
+	}
+	if c.destRules != nil {
+		if in.DestinationRules, err = c.destRules.DestinationRules(namespace).List(all); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
 }
 
 // served reports whether the apiserver serves resource in groupVersion.

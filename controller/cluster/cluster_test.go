@@ -7,6 +7,7 @@ import (
 
 	metav1alpha1 "istio.io/api/meta/v1alpha1"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	istiofake "istio.io/client-go/pkg/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
@@ -129,6 +130,73 @@ func TestGatewaysWhenServed(t *testing.T) {
 			}
 			if got, err := c.Gateways(); err != nil || len(got) != tc.want {
 				t.Fatalf("Gateways() = %d, %v; want %d", len(got), err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTrafficRules(t *testing.T) {
+	t.Setenv("KUBE_FEATURE_WatchListClient", "false") // see TestInputAndChanges
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, served := range []bool{true, false} {
+		t.Run(map[bool]string{true: "CRDs installed", false: "CRDs absent"}[served], func(t *testing.T) {
+			kube := fake.NewSimpleClientset(
+				&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: "shop"}},
+				&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "elsewhere"}},
+				&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "reviews-v1", Namespace: "shop"}},
+			)
+			if served {
+				kube.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
+					GroupVersion: networkingv1.SchemeGroupVersion.String(),
+					APIResources: []metav1.APIResource{
+						{Name: "virtualservices", Kind: "VirtualService", Namespaced: true},
+						{Name: "destinationrules", Kind: "DestinationRule", Namespaced: true},
+					},
+				}}
+			}
+			istio := istiofake.NewSimpleClientset(
+				&networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: "shop"}},
+				&networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "elsewhere"}},
+				&networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: "shop"}},
+			)
+			c, err := New(kube, istio, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Start(ctx)
+			if err := c.WaitForSync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := 0
+			if served {
+				want = 1
+			}
+			in, err := c.EnvoyInput("shop")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.Namespace != "shop" || len(in.Services) != 1 || len(in.Pods) != 1 || len(in.VirtualServices) != want || len(in.DestinationRules) != want {
+				t.Fatalf("EnvoyInput: %d services, %d pods, %d VirtualServices, %d DestinationRules; want 1, 1, %d, %d",
+					len(in.Services), len(in.Pods), len(in.VirtualServices), len(in.DestinationRules), want, want)
+			}
+			if vss, err := c.VirtualServices(); err != nil || len(vss) != 2*want {
+				t.Fatalf("VirtualServices() = %d, %v; want %d", len(vss), err, 2*want)
+			}
+			if drs, err := c.DestinationRules(); err != nil || len(drs) != want {
+				t.Fatalf("DestinationRules() = %d, %v; want %d", len(drs), err, want)
+			}
+			if !served {
+				return
+			}
+			drain(c)
+			if _, err := istio.NetworkingV1().DestinationRules("shop").Create(ctx, &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: "ratings", Namespace: "shop"}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-c.Changed():
+			case <-ctx.Done():
+				t.Fatal("no change signalled for a new DestinationRule")
 			}
 		})
 	}

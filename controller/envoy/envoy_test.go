@@ -1,0 +1,201 @@
+package envoy
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/kubernetes/scheme"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestGolden translates each testdata/*.yaml (Kubernetes and Istio objects of namespace
+// "default", the waypoint's) and compares the Envoy resources and the problems with
+// testdata/*.golden.
+func TestGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			in := readInput(t, f)
+			cfg := Build(in, Options{})
+			validate(t, cfg)
+			got := render(t, cfg)
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the translation (run with -update and review the diff):\n%s", golden, got)
+			}
+		})
+	}
+}
+
+func readInput(t *testing.T, file string) Input {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, istioscheme.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec := serializer.NewCodecFactory(s).UniversalDeserializer()
+	in := Input{Namespace: "default"}
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		obj, _, err := dec.Decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		switch o := obj.(type) {
+		case *corev1.Pod:
+			in.Pods = append(in.Pods, o)
+		case *corev1.Service:
+			in.Services = append(in.Services, o)
+		case *discoveryv1.EndpointSlice:
+			in.EndpointSlices = append(in.EndpointSlices, o)
+		case *networkingv1.VirtualService:
+			in.VirtualServices = append(in.VirtualServices, o)
+		case *networkingv1.DestinationRule:
+			in.DestinationRules = append(in.DestinationRules, o)
+		default:
+			t.Fatalf("%s: unexpected %T", file, obj)
+		}
+	}
+	return in
+}
+
+// validate checks the package's promise: every resource passes its ValidateAll().
+func validate(t *testing.T, cfg *Config) {
+	t.Helper()
+	var all []interface{ ValidateAll() error }
+	if cfg.Listener != nil {
+		all = append(all, cfg.Listener)
+	}
+	for _, r := range cfg.Routes {
+		all = append(all, r)
+	}
+	for _, c := range cfg.Clusters {
+		all = append(all, c)
+	}
+	for _, e := range cfg.Endpoints {
+		all = append(all, e)
+	}
+	for _, r := range all {
+		if err := r.ValidateAll(); err != nil {
+			t.Errorf("invalid resource: %v", err)
+		}
+	}
+}
+
+// render writes cfg as indented JSON; protojson's output is normalised through encoding/json
+// so that it is stable.
+func render(t *testing.T, cfg *Config) []byte {
+	t.Helper()
+	marshal := func(m proto.Message) json.RawMessage {
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var listener json.RawMessage = []byte("null")
+	if cfg.Listener != nil {
+		listener = marshal(cfg.Listener)
+	}
+	routes, clusters, endpoints := []json.RawMessage{}, []json.RawMessage{}, []json.RawMessage{}
+	for _, r := range cfg.Routes {
+		routes = append(routes, marshal(r))
+	}
+	for _, c := range cfg.Clusters {
+		clusters = append(clusters, marshal(c))
+	}
+	for _, e := range cfg.Endpoints {
+		endpoints = append(endpoints, marshal(e))
+	}
+	problems := []string{}
+	for _, p := range cfg.Problems {
+		problems = append(problems, p.Error())
+	}
+	b, err := json.Marshal(map[string]any{"listener": listener, "routes": routes, "clusters": clusters, "endpoints": endpoints, "problems": problems})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes()
+}
+
+// TestMalformed feeds rules with nil parts that YAML cannot express but a client can: the
+// translation must neither panic nor produce invalid resources.
+func TestMalformed(t *testing.T) {
+	in := readInput(t, "testdata/seed-all-v1.yaml")
+	vs := &networkingv1.VirtualService{}
+	vs.Name, vs.Namespace = "odd", "default"
+	vs.Spec.Hosts = []string{"ratings"}
+	vs.Spec.Http = []*networking.HTTPRoute{
+		nil,
+		{Match: []*networking.HTTPMatchRequest{nil, {Uri: &networking.StringMatch{}, Headers: map[string]*networking.StringMatch{"x": nil}}}, Route: []*networking.HTTPRouteDestination{nil, {Destination: &networking.Destination{Host: "ratings"}}}},
+		{Route: []*networking.HTTPRouteDestination{{}}},
+		{Match: []*networking.HTTPMatchRequest{{Headers: map[string]*networking.StringMatch{"": {MatchType: &networking.StringMatch_Exact{Exact: "x"}}}}}, Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "ratings"}}}},
+		{Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "ratings"}}}, Fault: &networking.HTTPFaultInjection{Delay: &networking.HTTPFaultInjection_Delay{}, Abort: &networking.HTTPFaultInjection_Abort{}}, Mirrors: []*networking.HTTPMirrorPolicy{nil, {}}, CorsPolicy: &networking.CorsPolicy{AllowOrigins: []*networking.StringMatch{nil}}},
+	}
+	dr := &networkingv1.DestinationRule{}
+	dr.Name, dr.Namespace = "odd", "default"
+	dr.Spec.Host = "ratings"
+	dr.Spec.Subsets = []*networking.Subset{nil, {Name: "a"}}
+	dr.Spec.TrafficPolicy = &networking.TrafficPolicy{
+		LoadBalancer:      &networking.LoadBalancerSettings{LbPolicy: &networking.LoadBalancerSettings_ConsistentHash{ConsistentHash: &networking.LoadBalancerSettings_ConsistentHashLB{}}},
+		ConnectionPool:    &networking.ConnectionPoolSettings{},
+		OutlierDetection:  &networking.OutlierDetection{},
+		PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{nil, {}},
+	}
+	in.VirtualServices = append(in.VirtualServices, vs)
+	in.DestinationRules = append(in.DestinationRules, dr)
+	cfg := Build(in, Options{})
+	validate(t, cfg)
+	if cfg.Listener == nil || len(cfg.Problems) == 0 {
+		t.Fatalf("listener %v, problems %v", cfg.Listener, cfg.Problems)
+	}
+	dropped := false // by the generated validation: the empty header name
+	for _, p := range cfg.Problems {
+		t.Log(p)
+		dropped = dropped || p.Field == "spec.http[3]" && strings.Contains(p.Message, "cannot be translated")
+	}
+	if !dropped {
+		t.Error("the route that fails Validate() was not reported")
+	}
+}
