@@ -5,49 +5,28 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	workloadv1 "github.com/weftmesh/weft/api/workload/v1"
 	"github.com/weftmesh/weft/controller/translate"
+
+	"github.com/weftmesh/weft/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// ReadInput decodes a multi-document YAML file of Kubernetes and Istio objects.
+// readInput decodes a multi-document YAML file of Kubernetes and Istio objects.
 func readInput(t *testing.T, file string) translate.Input {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, istioscheme.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dec := serializer.NewCodecFactory(s).UniversalDeserializer()
 	var in translate.Input
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		obj, _, err := dec.Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
+	for _, obj := range golden.Objects(t, file) {
 		switch o := obj.(type) {
 		case *corev1.Namespace:
 			in.Namespaces = append(in.Namespaces, o)
@@ -117,20 +96,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", tc.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(buf.Bytes(), want) {
-				t.Errorf("%s differs (run with -update and review the diff):\n%s", golden, buf.Bytes())
-			}
+			golden.Check(t, filepath.Join("testdata", tc.name+".golden"), buf.Bytes(), *update)
 		})
 	}
 }

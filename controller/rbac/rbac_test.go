@@ -1,13 +1,9 @@
 package rbac
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
-	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
@@ -16,9 +12,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
+
+	"github.com/weftmesh/weft/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -38,56 +34,24 @@ func testInput(policies []*securityv1.AuthorizationPolicy) Input {
 // TestGolden translates each testdata/*.yaml (AuthorizationPolicies) and compares the filters
 // and the status with testdata/*.golden.
 func TestGolden(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata: %v", err)
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			out := Build(testInput(readPolicies(t, f)))
-			checkValid(t, out)
-			got := render(t, out)
-			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the translation (run with -update and review the diff):\n%s", golden, got)
-			}
-		})
-	}
+	golden.Run(t, "testdata/*.yaml", *update, func(t *testing.T, objs []runtime.Object) []byte {
+		out := Build(testInput(policiesOf(t, objs)))
+		checkValid(t, out)
+		return render(t, out)
+	})
 }
 
 func readPolicies(t *testing.T, file string) []*securityv1.AuthorizationPolicy {
+	return policiesOf(t, golden.Objects(t, file))
+}
+
+func policiesOf(t *testing.T, objs []runtime.Object) []*securityv1.AuthorizationPolicy {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := runtime.NewScheme()
-	if err := istioscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	dec := serializer.NewCodecFactory(s).UniversalDeserializer()
 	var out []*securityv1.AuthorizationPolicy
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		obj, _, err := dec.Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
+	for _, obj := range objs {
 		ap, ok := obj.(*securityv1.AuthorizationPolicy)
 		if !ok {
-			t.Fatalf("%s: unexpected %T", file, obj)
+			t.Fatalf("unexpected %T", obj)
 		}
 		out = append(out, ap)
 	}

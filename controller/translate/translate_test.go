@@ -4,21 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/weftmesh/weft/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -26,54 +22,18 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // TestGolden translates each testdata/*.yaml (Kubernetes and Istio objects) and compares the
 // resources, what each node receives and the warnings with testdata/*.golden.
 func TestGolden(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata: %v", err)
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			in := readInput(t, f)
-			got := render(t, Build(in, Options{}), in)
-			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the translation (run with -update and review the diff):\n%s", golden, got)
-			}
-		})
-	}
+	golden.Run(t, "testdata/*.yaml", *update, func(t *testing.T, objs []runtime.Object) []byte {
+		in := inputOf(t, objs)
+		return render(t, Build(in, Options{}), in)
+	})
 }
 
-func readInput(t *testing.T, file string) Input {
+func readInput(t *testing.T, file string) Input { return inputOf(t, golden.Objects(t, file)) }
+
+func inputOf(t *testing.T, objs []runtime.Object) Input {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, istioscheme.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dec := serializer.NewCodecFactory(s).UniversalDeserializer()
 	var in Input
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		obj, _, err := dec.Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
+	for _, obj := range objs {
 		switch o := obj.(type) {
 		case *corev1.Namespace:
 			in.Namespaces = append(in.Namespaces, o)
@@ -88,7 +48,7 @@ func readInput(t *testing.T, file string) Input {
 		case *securityv1.AuthorizationPolicy:
 			in.AuthorizationPolicies = append(in.AuthorizationPolicies, o)
 		default:
-			t.Fatalf("%s: unexpected %T", file, obj)
+			t.Fatalf("unexpected %T", obj)
 		}
 	}
 	return in
