@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Input is what one waypoint's configuration is built from. Objects of other namespaces are
@@ -28,6 +29,11 @@ type Input struct {
 	Pods             []*corev1.Pod // their labels select DestinationRule subsets
 	VirtualServices  []*networkingv1.VirtualService
 	DestinationRules []*networkingv1.DestinationRule
+	// HTTPRoutes are Gateway API routes; those with a parentRef to a Service of the namespace
+	// (kind Service, group "": GAMMA) route that service's requests, as in Istio's waypoint.
+	HTTPRoutes []*gatewayv1.HTTPRoute
+	// ServiceEntries add external hosts (resolution DNS or STATIC) that routes can name.
+	ServiceEntries []*networkingv1.ServiceEntry
 }
 
 // Options are the mesh-wide settings of a translation.
@@ -53,10 +59,10 @@ type Config struct {
 	Problems []Problem
 }
 
-// Problem is a part of a VirtualService or DestinationRule (or of the generated
+// Problem is a part of a VirtualService, DestinationRule, HTTPRoute or ServiceEntry (or of the generated
 // configuration) that could not be translated, and what was done about it.
 type Problem struct {
-	Kind      string // VirtualService, DestinationRule, Listener…
+	Kind      string // VirtualService, DestinationRule, HTTPRoute, ServiceEntry, Listener…
 	Namespace string
 	Name      string
 	Field     string // path in the object, e.g. spec.http[0].fault.abort.grpcStatus
@@ -88,8 +94,9 @@ type svcPort struct {
 }
 
 type service struct {
-	svc   *corev1.Service
-	host  string // FQDN
+	svc   *corev1.Service            // nil for a ServiceEntry host
+	se    *networkingv1.ServiceEntry // set for a ServiceEntry host
+	host  string                     // FQDN
 	vips  []string
 	ports []svcPort // the HTTP ports
 }
@@ -111,6 +118,9 @@ type builder struct {
 	pods     map[string]*corev1.Pod
 	drs      map[string]*destinationRule // the winning rule by FQDN
 	vss      map[string]*networkingv1.VirtualService
+	hrs      map[string][]routeRef // HTTPRoute attachments by service FQDN
+	external map[string]*service   // ServiceEntry hosts
+	ses      map[string]*service   // by ServiceEntry name: its first host
 	problems []Problem
 }
 
@@ -124,6 +134,9 @@ func Build(in Input, o Options) *Config {
 		pods:     map[string]*corev1.Pod{},
 		drs:      map[string]*destinationRule{},
 		vss:      map[string]*networkingv1.VirtualService{},
+		hrs:      map[string][]routeRef{},
+		external: map[string]*service{},
+		ses:      map[string]*service{},
 	}
 	b.indexServices()
 	for _, p := range in.Pods {
@@ -131,11 +144,14 @@ func Build(in Input, o Options) *Config {
 			b.pods[p.Name] = p
 		}
 	}
+	b.indexServiceEntries()
 	b.indexDestinationRules()
 	b.indexVirtualServices()
+	b.indexHTTPRoutes()
 
 	cfg := &Config{}
 	cfg.Clusters, cfg.Endpoints = b.clusters()
+	cfg.Clusters = append(cfg.Clusters, b.externalClusters()...)
 	known := map[string]bool{}
 	for _, c := range cfg.Clusters {
 		known[c.Name] = true
@@ -207,6 +223,14 @@ func httpProtocol(p corev1.ServicePort) (string, bool) {
 // resolve finds the service a rule's host names; short names are relative to the namespace.
 func (b *builder) resolve(host string) *service { return b.alias[host] }
 
+// resolveDest finds the service or ServiceEntry host a destination names.
+func (b *builder) resolveDest(host string) *service {
+	if s := b.alias[host]; s != nil {
+		return s
+	}
+	return b.external[host]
+}
+
 // oldestFirst orders objects as Istio resolves conflicts: the oldest wins, then by name.
 func oldestFirst(a, b metav1.ObjectMeta) int {
 	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
@@ -267,9 +291,13 @@ func (b *builder) indexVirtualServices() {
 // domains are the names and addresses a request for s on port may carry in :authority.
 func (s *service) domains(port uint32) []string {
 	p := ":" + strconv.FormatUint(uint64(port), 10)
-	ns := s.svc.Namespace
+	names := []string{s.host}
+	if s.svc != nil {
+		ns := s.svc.Namespace
+		names = append(names, s.svc.Name+"."+ns+".svc", s.svc.Name+"."+ns, s.svc.Name)
+	}
 	var out []string
-	for _, n := range []string{s.host, s.svc.Name + "." + ns + ".svc", s.svc.Name + "." + ns, s.svc.Name} {
+	for _, n := range names {
 		out = append(out, n, n+p)
 	}
 	for _, v := range s.vips {

@@ -1,9 +1,15 @@
 // Package envoy translates the traffic rules of one waypoint's namespace — Services, their
-// EndpointSlices and Pods, Istio VirtualServices and DestinationRules — into standard Envoy
+// EndpointSlices and Pods, Istio VirtualServices, DestinationRules and ServiceEntries, Gateway
+// API HTTPRoutes attached to Services (GAMMA) — into standard Envoy
 // xDS resources built with go-control-plane's types: one Listener, a RouteConfiguration per
 // HTTP service port, a Cluster per service port and DestinationRule subset (named
 // "outbound|<port>|<subset>|<host>" as Istio names them) and a ClusterLoadAssignment per EDS
-// cluster.
+// cluster; ServiceEntry hosts (resolution DNS or STATIC) get STRICT_DNS/LOGICAL_DNS/STATIC
+// clusters with their endpoints inline.
+//
+// HTTPRoutes of a Service are merged and their matches ordered by Gateway API precedence, as
+// Istio does; on a port that an HTTPRoute routes, a VirtualService of the same service is
+// ignored and reported (Istio does not support mixing both and favours Gateway API routes).
 //
 // The translation is pure (no I/O, no clock) and golden-tested (testdata/*.yaml → *.golden, go
 // test -update rewrites them). Every resource it returns passed its generated ValidateAll();

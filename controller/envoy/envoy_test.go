@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -62,7 +63,7 @@ func readInput(t *testing.T, file string) Input {
 		t.Fatal(err)
 	}
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, istioscheme.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, istioscheme.AddToScheme, gatewayv1.Install} {
 		if err := add(s); err != nil {
 			t.Fatal(err)
 		}
@@ -88,6 +89,10 @@ func readInput(t *testing.T, file string) Input {
 			in.VirtualServices = append(in.VirtualServices, o)
 		case *networkingv1.DestinationRule:
 			in.DestinationRules = append(in.DestinationRules, o)
+		case *networkingv1.ServiceEntry:
+			in.ServiceEntries = append(in.ServiceEntries, o)
+		case *gatewayv1.HTTPRoute:
+			in.HTTPRoutes = append(in.HTTPRoutes, o)
 		default:
 			t.Fatalf("%s: unexpected %T", file, obj)
 		}

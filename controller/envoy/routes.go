@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Names of the HTTP filters, also the keys of their per-route configuration.
@@ -42,10 +43,12 @@ const istioRetryOn = "connect-failure,refused-stream,unavailable,cancelled,retri
 // listener with a filter chain per port. known holds the names of the clusters built.
 func (b *builder) routes(known map[string]bool) ([]*routev3.RouteConfiguration, *listenerv3.Listener) {
 	byPort := map[uint32][]*service{}
-	for _, host := range sortedKeys(b.services) {
-		s := b.services[host]
-		for _, p := range s.ports {
-			byPort[p.number] = append(byPort[p.number], s)
+	for _, m := range []map[string]*service{b.services, b.external} {
+		for _, host := range sortedKeys(m) {
+			s := m[host]
+			for _, p := range s.ports {
+				byPort[p.number] = append(byPort[p.number], s)
+			}
 		}
 	}
 	ports := make([]uint32, 0, len(byPort))
@@ -64,7 +67,13 @@ func (b *builder) routes(known map[string]bool) ([]*routev3.RouteConfiguration, 
 		var fault, cors bool
 		for _, s := range byPort[port] {
 			vh := &routev3.VirtualHost{Name: s.host + ":" + strconv.FormatUint(uint64(port), 10), Domains: s.domains(port)}
-			if vs := b.vss[s.host]; vs != nil {
+			vs := b.vss[s.host]
+			if refs := b.attached(s.host, port); len(refs) > 0 {
+				if vs != nil {
+					b.problem("VirtualService", vs.ObjectMeta, "spec.hosts", fmt.Sprintf("HTTPRoute %s also routes %s on port %d and takes precedence (Istio does not support mixing both); this VirtualService is ignored for that port", refs[0].hr.Name, s.host, port), "express the rules in the HTTPRoute, or delete the HTTPRoute")
+				}
+				vh.Routes = b.hrRoutes(refs, port, known)
+			} else if vs != nil {
 				vh.Routes = b.vsRoutes(vs, s, port, known)
 			} else {
 				vh.Routes = []*routev3.Route{b.defaultRoute(s, port)}
@@ -173,7 +182,8 @@ func defaultRetry() *routev3.RetryPolicy {
 // translated safely and is left out.
 type routeProblems struct {
 	b     *builder
-	vs    *networkingv1.VirtualService
+	kind  string // VirtualService or HTTPRoute
+	meta  metav1.ObjectMeta
 	field string
 	drop  bool
 	// destHeaders are the header operations of a route's only destination.
@@ -181,11 +191,11 @@ type routeProblems struct {
 }
 
 func (r *routeProblems) ignore(f, msg, fix string) {
-	r.b.problem("VirtualService", r.vs.ObjectMeta, r.field+"."+f, msg+"; ignored", fix)
+	r.b.problem(r.kind, r.meta, r.field+"."+f, msg+"; ignored", fix)
 }
 
 func (r *routeProblems) fail(f, msg, fix string) {
-	r.b.problem("VirtualService", r.vs.ObjectMeta, r.field+"."+f, msg+"; the route is dropped", fix)
+	r.b.problem(r.kind, r.meta, r.field+"."+f, msg+"; the route is dropped", fix)
 	r.drop = true
 }
 
@@ -197,7 +207,7 @@ func (b *builder) vsRoutes(vs *networkingv1.VirtualService, s *service, port uin
 		if h == nil {
 			continue
 		}
-		rp := &routeProblems{b: b, vs: vs, field: fmt.Sprintf("spec.http[%d]", i)}
+		rp := &routeProblems{b: b, kind: "VirtualService", meta: vs.ObjectMeta, field: fmt.Sprintf("spec.http[%d]", i)}
 		action := b.action(rp, h, s, port, known)
 		if rp.drop {
 			continue
@@ -210,7 +220,7 @@ func (b *builder) vsRoutes(vs *networkingv1.VirtualService, s *service, port uin
 			if m != nil && m.Port != 0 && m.Port != port {
 				continue
 			}
-			mp := &routeProblems{b: b, vs: vs, field: fmt.Sprintf("spec.http[%d].match[%d]", i, j)}
+			mp := &routeProblems{b: b, kind: "VirtualService", meta: vs.ObjectMeta, field: fmt.Sprintf("spec.http[%d].match[%d]", i, j)}
 			match := routeMatch(mp, m)
 			if mp.drop {
 				continue
@@ -312,7 +322,7 @@ func (b *builder) destination(rp *routeProblems, field string, d *networking.Des
 		rp.fail(field+".host", "a destination needs a host", "name the destination's host")
 		return "", "", 0
 	}
-	ds := b.resolve(d.Host)
+	ds := b.resolveDest(d.Host)
 	if ds == nil {
 		rp.fail(field+".host", fmt.Sprintf("%q is not a service of namespace %s", d.Host, b.in.Namespace), "name a Service of the waypoint's namespace")
 		return "", "", 0
@@ -337,7 +347,7 @@ func (b *builder) destination(rp *routeProblems, field string, d *networking.Des
 	if d.Subset != "" && !known[name] {
 		// As in Istio the route keeps naming the cluster, and its requests fail with 503
 		// until the subset is defined: routing them elsewhere would be wrong.
-		rp.b.problem("VirtualService", rp.vs.ObjectMeta, rp.field+"."+field+".subset", fmt.Sprintf("subset %q of %s is defined by no DestinationRule; its requests fail with 503", d.Subset, ds.host), "define the subset in a DestinationRule for "+ds.host)
+		rp.b.problem(rp.kind, rp.meta, rp.field+"."+field+".subset", fmt.Sprintf("subset %q of %s is defined by no DestinationRule; its requests fail with 503", d.Subset, ds.host), "define the subset in a DestinationRule for "+ds.host)
 	}
 	return name, ds.host, p
 }

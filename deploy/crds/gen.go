@@ -2,4 +2,4 @@
 // module that go.mod pins (`make generate` refreshes istio.yaml).
 package crds
 
-//go:generate go run ./internal/gencrds -o istio.yaml peerauthentications.security.istio.io authorizationpolicies.security.istio.io virtualservices.networking.istio.io destinationrules.networking.istio.io
+//go:generate go run ./internal/gencrds -o istio.yaml peerauthentications.security.istio.io authorizationpolicies.security.istio.io virtualservices.networking.istio.io destinationrules.networking.istio.io serviceentries.networking.istio.io
