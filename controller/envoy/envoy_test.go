@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,13 +11,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/kubernetes/scheme"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/weftmesh/weft/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -28,56 +25,19 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // "default", the waypoint's) and compares the Envoy resources and the problems with
 // testdata/*.golden.
 func TestGolden(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata: %v", err)
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			in := readInput(t, f)
-			cfg := Build(in, Options{})
-			validate(t, cfg)
-			got := render(t, cfg)
-			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the translation (run with -update and review the diff):\n%s", golden, got)
-			}
-		})
-	}
+	golden.Run(t, "testdata/*.yaml", *update, func(t *testing.T, objs []runtime.Object) []byte {
+		cfg := Build(inputOf(t, objs), Options{})
+		validate(t, cfg)
+		return render(t, cfg)
+	})
 }
 
-func readInput(t *testing.T, file string) Input {
+func readInput(t *testing.T, file string) Input { return inputOf(t, golden.Objects(t, file)) }
+
+func inputOf(t *testing.T, objs []runtime.Object) Input {
 	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, istioscheme.AddToScheme, gatewayv1.Install} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dec := serializer.NewCodecFactory(s).UniversalDeserializer()
 	in := Input{Namespace: "default"}
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		obj, _, err := dec.Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
+	for _, obj := range objs {
 		switch o := obj.(type) {
 		case *corev1.Pod:
 			in.Pods = append(in.Pods, o)
@@ -94,7 +54,7 @@ func readInput(t *testing.T, file string) Input {
 		case *gatewayv1.HTTPRoute:
 			in.HTTPRoutes = append(in.HTTPRoutes, o)
 		default:
-			t.Fatalf("%s: unexpected %T", file, obj)
+			t.Fatalf("unexpected %T", obj)
 		}
 	}
 	return in
