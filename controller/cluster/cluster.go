@@ -51,14 +51,17 @@ type Cluster struct {
 	gateways      gatewaylisters.GatewayLister
 	virtualSvcs   networkinglisters.VirtualServiceLister  // nil without the CRD
 	destRules     networkinglisters.DestinationRuleLister // nil without the CRD
+	svcEntries    networkinglisters.ServiceEntryLister    // nil without the CRD
+	httpRoutes    gatewaylisters.HTTPRouteLister          // nil without the CRD
 	podInformer   cache.SharedIndexInformer
 	changed       chan struct{}
 	synced        []cache.InformerSynced
 }
 
 // New returns a Cluster over the clients; call Start, then WaitForSync. gateway may be nil;
-// Gateways are watched only when the apiserver serves gateway.networking.k8s.io/v1,
-// VirtualServices and DestinationRules only when it serves them in networking.istio.io/v1.
+// Gateways and HTTPRoutes are watched only when the apiserver serves them in
+// gateway.networking.k8s.io/v1, VirtualServices, DestinationRules and ServiceEntries only when
+// it serves them in networking.istio.io/v1.
 func New(kube kubernetes.Interface, istio istioclient.Interface, gateway gatewayclient.Interface) (*Cluster, error) {
 	c := &Cluster{
 		kube:    informers.NewSharedInformerFactory(kube, 0),
@@ -79,18 +82,24 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, gateway gateway
 		{"PeerAuthentication", sec.PeerAuthentications().Informer()},
 		{"AuthorizationPolicy", sec.AuthorizationPolicies().Informer()},
 	}
-	if gateway != nil && served(kube, gatewayv1.GroupVersion.String(), "gateways") {
-		c.gateway = gatewayinformers.NewSharedInformerFactory(gateway, 0)
-		gw := c.gateway.Gateway().V1().Gateways()
-		c.gateways = gw.Lister()
-		watch = append(watch, struct {
-			kind string
-			inf  cache.SharedIndexInformer
-		}{"Gateway", gw.Informer()})
-	}
 	type watched = struct {
 		kind string
 		inf  cache.SharedIndexInformer
+	}
+	gatewayServed := gateway != nil && served(kube, gatewayv1.GroupVersion.String(), "gateways")
+	httpRouteServed := gateway != nil && served(kube, gatewayv1.GroupVersion.String(), "httproutes")
+	if gatewayServed || httpRouteServed {
+		c.gateway = gatewayinformers.NewSharedInformerFactory(gateway, 0)
+	}
+	if gatewayServed {
+		gw := c.gateway.Gateway().V1().Gateways()
+		c.gateways = gw.Lister()
+		watch = append(watch, watched{"Gateway", gw.Informer()})
+	}
+	if httpRouteServed {
+		hr := c.gateway.Gateway().V1().HTTPRoutes()
+		c.httpRoutes = hr.Lister()
+		watch = append(watch, watched{"HTTPRoute", hr.Informer()})
 	}
 	netv1 := c.istio.Networking().V1()
 	if served(kube, networkingv1.SchemeGroupVersion.String(), "virtualservices") {
@@ -100,6 +109,10 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, gateway gateway
 	if served(kube, networkingv1.SchemeGroupVersion.String(), "destinationrules") {
 		c.destRules = netv1.DestinationRules().Lister()
 		watch = append(watch, watched{"DestinationRule", netv1.DestinationRules().Informer()})
+	}
+	if served(kube, networkingv1.SchemeGroupVersion.String(), "serviceentries") {
+		c.svcEntries = netv1.ServiceEntries().Lister()
+		watch = append(watch, watched{"ServiceEntry", netv1.ServiceEntries().Informer()})
 	}
 	for _, w := range watch {
 		reg, err := w.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -264,6 +277,16 @@ func (c *Cluster) EnvoyInput(namespace string) (envoy.Input, error) {
 	}
 	if c.destRules != nil {
 		if in.DestinationRules, err = c.destRules.DestinationRules(namespace).List(all); err != nil {
+			return in, err
+		}
+	}
+	if c.svcEntries != nil {
+		if in.ServiceEntries, err = c.svcEntries.ServiceEntries(namespace).List(all); err != nil {
+			return in, err
+		}
+	}
+	if c.httpRoutes != nil {
+		if in.HTTPRoutes, err = c.httpRoutes.HTTPRoutes(namespace).List(all); err != nil {
 			return in, err
 		}
 	}

@@ -92,7 +92,7 @@ func TestInputAndChanges(t *testing.T) {
 	}
 }
 
-func TestGatewaysWhenServed(t *testing.T) {
+func TestGatewayAPIWhenServed(t *testing.T) {
 	t.Setenv("KUBE_FEATURE_WatchListClient", "false") // see TestInputAndChanges
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -110,7 +110,10 @@ func TestGatewaysWhenServed(t *testing.T) {
 			if tc.served {
 				kube.Discovery().(*fakediscovery.FakeDiscovery).Resources = []*metav1.APIResourceList{{
 					GroupVersion: gatewayv1.GroupVersion.String(),
-					APIResources: []metav1.APIResource{{Name: "gateways", Kind: "Gateway", Namespaced: true}},
+					APIResources: []metav1.APIResource{
+						{Name: "gateways", Kind: "Gateway", Namespaced: true},
+						{Name: "httproutes", Kind: "HTTPRoute", Namespaced: true},
+					},
 				}}
 			}
 			// Created through the v1 client: the fake's tracker would file a constructor argument
@@ -118,6 +121,10 @@ func TestGatewaysWhenServed(t *testing.T) {
 			//lint:ignore SA1019 NewClientset's field-managed tracker cannot serve these types ("no matches for gateway.networking.k8s.io/v1")
 			gwc := gatewayfake.NewSimpleClientset()
 			if _, err := gwc.GatewayV1().Gateways("shop").Create(ctx, gw, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: "shop"}}
+			if _, err := gwc.GatewayV1().HTTPRoutes("shop").Create(ctx, route, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			c, err := New(kube, istiofake.NewSimpleClientset(), gwc)
@@ -130,6 +137,9 @@ func TestGatewaysWhenServed(t *testing.T) {
 			}
 			if got, err := c.Gateways(); err != nil || len(got) != tc.want {
 				t.Fatalf("Gateways() = %d, %v; want %d", len(got), err, tc.want)
+			}
+			if in, err := c.EnvoyInput("shop"); err != nil || len(in.HTTPRoutes) != tc.want {
+				t.Fatalf("EnvoyInput HTTPRoutes = %d, %v; want %d", len(in.HTTPRoutes), err, tc.want)
 			}
 		})
 	}
@@ -152,6 +162,7 @@ func TestTrafficRules(t *testing.T) {
 					APIResources: []metav1.APIResource{
 						{Name: "virtualservices", Kind: "VirtualService", Namespaced: true},
 						{Name: "destinationrules", Kind: "DestinationRule", Namespaced: true},
+						{Name: "serviceentries", Kind: "ServiceEntry", Namespaced: true},
 					},
 				}}
 			}
@@ -159,6 +170,7 @@ func TestTrafficRules(t *testing.T) {
 				&networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: "shop"}},
 				&networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "elsewhere"}},
 				&networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: "shop"}},
+				&networkingv1.ServiceEntry{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "shop"}},
 			)
 			c, err := New(kube, istio, nil)
 			if err != nil {
@@ -176,9 +188,9 @@ func TestTrafficRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if in.Namespace != "shop" || len(in.Services) != 1 || len(in.Pods) != 1 || len(in.VirtualServices) != want || len(in.DestinationRules) != want {
-				t.Fatalf("EnvoyInput: %d services, %d pods, %d VirtualServices, %d DestinationRules; want 1, 1, %d, %d",
-					len(in.Services), len(in.Pods), len(in.VirtualServices), len(in.DestinationRules), want, want)
+			if in.Namespace != "shop" || len(in.Services) != 1 || len(in.Pods) != 1 || len(in.VirtualServices) != want || len(in.DestinationRules) != want || len(in.ServiceEntries) != want {
+				t.Fatalf("EnvoyInput: %d services, %d pods, %d VirtualServices, %d DestinationRules, %d ServiceEntries; want 1, 1, %d, %d, %d",
+					len(in.Services), len(in.Pods), len(in.VirtualServices), len(in.DestinationRules), len(in.ServiceEntries), want, want, want)
 			}
 			if vss, err := c.VirtualServices(); err != nil || len(vss) != 2*want {
 				t.Fatalf("VirtualServices() = %d, %v; want %d", len(vss), err, 2*want)
