@@ -41,7 +41,9 @@ func controllerRBAC(ns string) (*rbacv1.ClusterRole, *rbacv1.Role) {
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "weft-controller-ca"},
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch"},
-					ResourceNames: []string{ca.PluginSecret, ca.SelfSignedSecret}},
+					ResourceNames: []string{ca.PluginSecret, ca.SelfSignedSecret, ca.RetiredRootsSecret}},
+				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"update"},
+					ResourceNames: []string{ca.RetiredRootsSecret}},
 				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "update"},
 					ResourceNames: []string{api.RootCertConfigMap}},

@@ -47,14 +47,8 @@ type CA struct {
 	serving atomic.Pointer[tls.Certificate]
 
 	mu      sync.Mutex    // serialises reloads and serving-certificate renewals
-	retired []retiredRoot // roots dropped from the trust set, kept until their leaves expire
+	retired []retiredRoot // roots dropped from the trust set, kept until their leaves expire (as stored)
 	reload  chan struct{} // a watched Secret changed (buffered, 1)
-}
-
-// retiredRoot is a root no longer in the trust set, still published until until.
-type retiredRoot struct {
-	cert  *x509.Certificate
-	until time.Time
 }
 
 // New loads the CA from the Secrets in opts.Namespace, creating the self-signed root if neither
@@ -91,10 +85,16 @@ func New(ctx context.Context, opts Options) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, bundle := bundleOf(s, nil, time.Now())
+	// Roots retired before a restart, or by another replica, are in RetiredRootsSecret.
+	retired, err := c.syncRetired(ctx, nil, s.roots, c.keepRetired(), opts.now())
+	if err != nil {
+		return nil, err
+	}
+	bundle := bundleOf(s, retired)
 	if err := c.publishBundle(ctx, bundle); err != nil {
 		return nil, err
 	}
+	c.retired = retired
 	c.signer.Store(s)
 	c.bundle.Store(&bundle)
 	if err := c.renewServing(); err != nil {
@@ -116,15 +116,16 @@ func (c *CA) TrustDomain() spiffeid.TrustDomain { return c.opts.TrustDomain }
 // still have valid leaves. The slice must not be modified.
 func (c *CA) Bundle() []*x509.Certificate { return *c.bundle.Load() }
 
-// Run watches the Secrets and reloads the CA when they change, renews the serving certificate
-// at half life and drops retired roots from the bundle when their leaves have expired, until ctx
-// is done. A failed reload keeps the current CA and is retried with back-off.
+// Run watches the Secrets (RetiredRootsSecret too, which other replicas write) and reloads the
+// CA when they change, renews the serving certificate at half life and drops retired roots from
+// the bundle when their leaves have expired, until ctx is done. A failed reload keeps the
+// current CA and is retried with back-off.
 func (c *CA) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, name := range []string{PluginSecret, SelfSignedSecret} {
+	for _, name := range []string{PluginSecret, SelfSignedSecret, RetiredRootsSecret} {
 		inf := c.secretInformer(name)
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { c.requestReload() },
@@ -197,8 +198,9 @@ func earliest(a, b time.Time) time.Time {
 
 // Reload reads the Secrets again. When the CA changed, it publishes the new bundle, then signs
 // with the new CA and reissues the serving certificate; roots that left the trust set stay in
-// the bundle until every leaf they may have signed has expired. Run calls it on every change of
-// the Secrets; a failure leaves the CA as it was.
+// the bundle until every leaf they may have signed has expired, recorded in RetiredRootsSecret
+// (before the bundle is published) so that restarts and other replicas keep them too. Run calls
+// it on every change of the Secrets; a failure leaves the CA as it was.
 func (c *CA) Reload(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -206,20 +208,15 @@ func (c *CA) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
 	old := c.signer.Load()
-	retired := slices.Clone(c.retired)
 	changed := !s.same(old)
-	if changed {
-		// Leaves signed before now live at most max(MaxTTL, ServingTTL) (plus clock skew).
-		keep := now.Add(max(c.opts.MaxTTL, c.opts.ServingTTL) + time.Minute)
-		for _, r := range old.roots {
-			if !slices.ContainsFunc(s.roots, r.Equal) && !slices.ContainsFunc(retired, func(x retiredRoot) bool { return x.cert.Equal(r) }) {
-				retired = append(retired, retiredRoot{cert: r, until: earliest(keep, r.NotAfter)})
-			}
-		}
+	// Record the roots that left the trust set first, so that a restart or another replica
+	// keeps publishing them; they are merged with those already recorded.
+	retired, err := c.syncRetired(ctx, old.roots, s.roots, c.keepRetired(), c.opts.now())
+	if err != nil {
+		return err
 	}
-	retired, bundle := bundleOf(s, retired, now)
+	bundle := bundleOf(s, retired)
 	// Publish first: whoever sees a certificate of the new CA can already find its root.
 	if err := c.publishBundle(ctx, bundle); err != nil {
 		return err
@@ -235,17 +232,22 @@ func (c *CA) Reload(ctx context.Context) error {
 	return c.renewServingLocked()
 }
 
-// bundleOf returns the retired roots still needed at now and the roots to publish: the
-// signer's, then those.
-func bundleOf(s *signer, retired []retiredRoot, now time.Time) ([]retiredRoot, []*x509.Certificate) {
-	retired = slices.DeleteFunc(retired, func(r retiredRoot) bool {
-		return !now.Before(r.until) || slices.ContainsFunc(s.roots, r.cert.Equal)
-	})
+// keepRetired returns until when a root leaving the trust set now must stay in the bundle:
+// leaves signed before now live at most max(MaxTTL, ServingTTL), plus a minute of clock skew.
+func (c *CA) keepRetired() time.Time {
+	return c.opts.now().Add(max(c.opts.MaxTTL, c.opts.ServingTTL) + time.Minute)
+}
+
+// bundleOf returns the roots to publish: the signer's, then the retired ones (as stored, so that
+// every replica publishes the same bundle) not among them.
+func bundleOf(s *signer, retired []retiredRoot) []*x509.Certificate {
 	roots := slices.Clone(s.roots)
 	for _, r := range retired {
-		roots = append(roots, r.cert)
+		if !slices.ContainsFunc(roots, r.cert.Equal) {
+			roots = append(roots, r.cert)
+		}
 	}
-	return retired, roots
+	return roots
 }
 
 func (c *CA) requestReload() {

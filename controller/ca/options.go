@@ -28,6 +28,16 @@ const (
 	KeyRootCert = "root-cert.pem"
 	// KeyCertChain holds the PEM chain from the CA certificate to the root (PluginSecret only).
 	KeyCertChain = "cert-chain.pem"
+
+	// RetiredRootsSecret is the Secret in which the CA records the roots that left the trust set
+	// but must stay in the published bundle until KeepUntil, and the last trust set.
+	RetiredRootsSecret = "weft-ca-retired-roots"
+	// KeyRetiredRoots holds, in RetiredRootsSecret, a JSON array of
+	// {"keepUntil": RFC 3339 time, "certificate": PEM certificate}.
+	KeyRetiredRoots = "retired-roots.json"
+	// KeyTrustedRoots holds, in RetiredRootsSecret, the PEM roots of the trust set when it was
+	// last written, to retire those that left it while no controller was running.
+	KeyTrustedRoots = "trusted-roots.pem"
 )
 
 // Defaults of [Options].
@@ -82,6 +92,9 @@ type Options struct {
 
 	// Logger receives the CA's logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	// now is the clock of root retirement; nil means time.Now (tests set it).
+	now func() time.Time
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -124,6 +137,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.now == nil {
+		o.now = time.Now
 	}
 	return o, nil
 }
