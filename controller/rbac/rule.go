@@ -2,7 +2,6 @@ package rbac
 
 import (
 	"fmt"
-	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+
+	"github.com/weftmesh/weft/controller/translate"
 )
 
 // problemKind is why a part of a rule is not enforced as written.
@@ -403,32 +404,19 @@ func (c *ruleCtx) serviceAccounts(path string, vs []string) []*rbacv3.Principal 
 		return nil
 	}
 	return each(c, path, vs, func(v string) (*rbacv3.Principal, string) {
-		ns, sa, found := strings.Cut(v, "/")
-		if !found {
-			ns, sa = c.namespace, v
-		}
-		if ns == "" || sa == "" || strings.Contains(sa, "/") || strings.Contains(v, "*") || len(v) > 320 {
-			return nil, "write \"<namespace>/<serviceaccount>\" or \"<serviceaccount>\", without wildcards"
+		ns, sa, ok := translate.ParseServiceAccount(v, c.namespace)
+		if !ok {
+			return nil, translate.ServiceAccountFix
 		}
 		return authenticated(regex(`spiffe://[^/]+/ns/` + regexp.QuoteMeta(ns) + `/sa/` + regexp.QuoteMeta(sa))), ""
 	})
 }
 
 func cidr(v string) (*corev3.CidrRange, string) {
-	var p netip.Prefix
-	var err error
-	if strings.Contains(v, "/") {
-		p, err = netip.ParsePrefix(v)
-	} else {
-		var a netip.Addr
-		if a, err = netip.ParseAddr(v); err == nil {
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
+	p, ok := translate.ParseCIDR(v)
+	if !ok {
+		return nil, translate.CIDRFix
 	}
-	if err != nil || p.Addr().Zone() != "" {
-		return nil, "not an IP address or CIDR; write e.g. \"10.0.0.5\" or \"10.0.0.0/16\""
-	}
-	p = p.Masked()
 	return &corev3.CidrRange{AddressPrefix: p.Addr().String(), PrefixLen: wrapperspb.UInt32(uint32(p.Bits()))}, ""
 }
 

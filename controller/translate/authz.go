@@ -596,12 +596,9 @@ func (c *ruleCtx) serviceAccounts(path string, vs []string) []*workloadv1.String
 	}
 	var out []*workloadv1.StringMatch
 	for i, v := range vs {
-		ns, sa, found := strings.Cut(v, "/")
-		if !found {
-			ns, sa = c.namespace, v
-		}
-		if ns == "" || sa == "" || strings.Contains(sa, "/") || strings.Contains(v, "*") || len(v) > 320 {
-			c.add(problemInvalid, fmt.Sprintf("%s[%d]", path, i), "%q: write \"<namespace>/<serviceaccount>\" or \"<serviceaccount>\", without wildcards", v)
+		ns, sa, ok := ParseServiceAccount(v, c.namespace)
+		if !ok {
+			c.add(problemInvalid, fmt.Sprintf("%s[%d]", path, i), "%q: %s", v, ServiceAccountFix)
 			return nil
 		}
 		out = append(out, &workloadv1.StringMatch{Match: &workloadv1.StringMatch_Suffix{Suffix: "/ns/" + ns + "/sa/" + sa}})
@@ -613,21 +610,12 @@ func (c *ruleCtx) serviceAccounts(path string, vs []string) []*workloadv1.String
 // when a value is malformed; the field is then left out.
 func (c *ruleCtx) cidrs(path string, vs []string) (out []string, ok bool) {
 	for i, v := range vs {
-		var p netip.Prefix
-		var err error
-		if strings.Contains(v, "/") {
-			p, err = netip.ParsePrefix(v)
-		} else {
-			var a netip.Addr
-			if a, err = netip.ParseAddr(v); err == nil {
-				p = netip.PrefixFrom(a, a.BitLen())
-			}
-		}
-		if err != nil || p.Addr().Zone() != "" {
-			c.add(problemInvalid, fmt.Sprintf("%s[%d]", path, i), "%q is not an IP address or CIDR; write e.g. \"10.0.0.5\" or \"10.0.0.0/16\"", v)
+		p, ok := ParseCIDR(v)
+		if !ok {
+			c.add(problemInvalid, fmt.Sprintf("%s[%d]", path, i), "%q is %s", v, CIDRFix)
 			return nil, false
 		}
-		out = append(out, p.Masked().String())
+		out = append(out, p.String())
 	}
 	return dedupe(out), true
 }
@@ -645,6 +633,48 @@ func (c *ruleCtx) ports(path string, vs []string) (out []uint32, ok bool) {
 	slices.Sort(out)
 	return slices.Compact(out), true
 }
+
+// ParseCIDR parses an AuthorizationPolicy address: an IP ("10.0.0.5", a /32 or /128) or a CIDR,
+// masked ("10.0.0.7/8" is 10.0.0.0/8); zones are refused. The waypoint's RBAC translation
+// shares it, so both enforcement points read addresses alike.
+func ParseCIDR(v string) (netip.Prefix, bool) {
+	var p netip.Prefix
+	var err error
+	if strings.Contains(v, "/") {
+		p, err = netip.ParsePrefix(v)
+	} else {
+		var a netip.Addr
+		if a, err = netip.ParseAddr(v); err == nil {
+			if a.Zone() != "" { // PrefixFrom would drop it silently
+				return netip.Prefix{}, false
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+	}
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	return p.Masked(), true
+}
+
+// CIDRFix completes the message about a value ParseCIDR refused.
+const CIDRFix = `not an IP address or CIDR; write e.g. "10.0.0.5" or "10.0.0.0/16"`
+
+// ParseServiceAccount parses a serviceAccounts value, "<namespace>/<serviceaccount>" or
+// "<serviceaccount>" (in namespace ns): no wildcards, at most 320 characters.
+func ParseServiceAccount(v, ns string) (namespace, serviceAccount string, ok bool) {
+	namespace, serviceAccount, found := strings.Cut(v, "/")
+	if !found {
+		namespace, serviceAccount = ns, v
+	}
+	if namespace == "" || serviceAccount == "" || strings.Contains(serviceAccount, "/") || strings.Contains(v, "*") || len(v) > 320 {
+		return "", "", false
+	}
+	return namespace, serviceAccount, true
+}
+
+// ServiceAccountFix completes the message about a value ParseServiceAccount refused.
+const ServiceAccountFix = `write "<namespace>/<serviceaccount>" or "<serviceaccount>", without wildcards`
 
 // intersect returns the CIDRs in both a and b: of two prefixes that overlap, the narrower.
 func intersect(a, b []string) []string {
