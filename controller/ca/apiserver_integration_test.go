@@ -56,36 +56,7 @@ func controllerRBAC(ns string) (*rbacv1.ClusterRole, *rbacv1.Role) {
 // service account with only the RBAC rules of controllerRBAC, and has a node agent on node-a
 // ask for identities with real, pod-bound tokens.
 func TestCAWithRealAPIServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real control plane (and may build it); skipped with -short")
-	}
-	ctx := t.Context()
-	if deadline, ok := t.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-20*time.Second))
-		defer cancel()
-	}
-	cacheDir, err := controlplane.DefaultCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bins, err := controlplane.Ensure(ctx, cacheDir, t.Output())
-	if err != nil {
-		t.Fatalf("Ensure: %v (a cold build takes ~10 minutes: run `make deps` first)", err)
-	}
-	cp, err := controlplane.Start(ctx, controlplane.Config{
-		Binaries: bins,
-		Dir:      t.TempDir(),
-		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cp.Stop(); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-	})
+	ctx, cp := controlplane.StartForTest(t, controlplane.Config{})
 	admin, err := kubernetes.NewForConfig(cp.RESTConfig)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -32,41 +31,10 @@ const forwarderIP = "203.0.113.1"
 // lifecycle work. A cold build takes about ten minutes on two cores; run
 // `make tools` first or give go test a -timeout above the default 10m.
 func TestControlPlaneStarts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a real control plane (and may build it); skipped with -short")
-	}
-	ctx := t.Context()
-	if deadline, ok := t.Deadline(); ok {
-		// Leave time to stop the processes and report.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-20*time.Second))
-		defer cancel()
-	}
-
-	cacheDir, err := controlplane.DefaultCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bins, err := controlplane.Ensure(ctx, cacheDir, t.Output())
-	if err != nil {
-		t.Fatalf("Ensure: %v\n(a cold build takes ~10 minutes on 2 cores: run `make tools` first or use go test -timeout 30m)", err)
-	}
-
-	cp, err := controlplane.Start(ctx, controlplane.Config{
-		Binaries:    bins,
-		Dir:         t.TempDir(),
+	ctx, cp := controlplane.StartForTest(t, controlplane.Config{
 		ServiceCIDR: "198.19.0.0/16",
 		ClusterCIDR: "198.18.0.0/16",
 		ExtraSANs:   []net.IP{net.ParseIP(forwarderIP)},
-		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cp.Stop(); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
 	})
 
 	cs, err := kubernetes.NewForConfig(cp.RESTConfig)
