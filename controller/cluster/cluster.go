@@ -220,11 +220,6 @@ func (c *Cluster) Nodes() ([]string, error) {
 	return names, nil
 }
 
-// AuthorizationPolicies returns the AuthorizationPolicies.
-func (c *Cluster) AuthorizationPolicies() ([]*securityv1.AuthorizationPolicy, error) {
-	return c.authzPolicies.List(labels.Everything())
-}
-
 // AuthorizationPolicy returns one AuthorizationPolicy from the informer's cache (read-only).
 func (c *Cluster) AuthorizationPolicy(namespace, name string) (*securityv1.AuthorizationPolicy, error) {
 	return c.authzPolicies.AuthorizationPolicies(namespace).Get(name)
@@ -237,22 +232,6 @@ func (c *Cluster) Gateways() ([]*gatewayv1.Gateway, error) {
 		return nil, nil
 	}
 	return c.gateways.List(labels.Everything())
-}
-
-// VirtualServices returns the VirtualServices, none when the CRD is not installed.
-func (c *Cluster) VirtualServices() ([]*networkingv1.VirtualService, error) {
-	if c.virtualSvcs == nil {
-		return nil, nil
-	}
-	return c.virtualSvcs.List(labels.Everything())
-}
-
-// DestinationRules returns the DestinationRules, none when the CRD is not installed.
-func (c *Cluster) DestinationRules() ([]*networkingv1.DestinationRule, error) {
-	if c.destRules == nil {
-		return nil, nil
-	}
-	return c.destRules.List(labels.Everything())
 }
 
 // EnvoyInput returns the objects of namespace that a waypoint there is configured from

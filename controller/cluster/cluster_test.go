@@ -192,12 +192,6 @@ func TestTrafficRules(t *testing.T) {
 				t.Fatalf("EnvoyInput: %d services, %d pods, %d VirtualServices, %d DestinationRules, %d ServiceEntries; want 1, 1, %d, %d, %d",
 					len(in.Services), len(in.Pods), len(in.VirtualServices), len(in.DestinationRules), len(in.ServiceEntries), want, want, want)
 			}
-			if vss, err := c.VirtualServices(); err != nil || len(vss) != 2*want {
-				t.Fatalf("VirtualServices() = %d, %v; want %d", len(vss), err, 2*want)
-			}
-			if drs, err := c.DestinationRules(); err != nil || len(drs) != want {
-				t.Fatalf("DestinationRules() = %d, %v; want %d", len(drs), err, want)
-			}
 			if !served {
 				return
 			}
