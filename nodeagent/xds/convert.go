@@ -15,32 +15,6 @@ import (
 	"github.com/weftmesh/weft/nodeagent/state"
 )
 
-// Convert turns one resource of workload discovery into the workload or the service it
-// describes: exactly one of the two results is non-nil when the error is nil. The resource's
-// name must be the workload's uid, or "<namespace>/<hostname>" for a service. An
-// authorization is an error here: [ConvertResource] converts every kind of resource.
-//
-// Convert checks what the state types cannot represent: malformed addresses, ports above
-// 65535 (or zero where a port is required), enumeration values the protobuf does not define,
-// a name that does not match the content, an Address that sets neither a workload nor a
-// service. The error is then an [Errors] list naming the resource and every field at fault.
-// The rest (missing fields, identities, duplicates across resources) is for
-// [state.NewSnapshot] and [state.Snapshot.Validate].
-//
-// The workload shares the labels map of a: do not modify a afterwards.
-func Convert(a *workloadv1.Address) (*state.Workload, *state.Service, error) {
-	r, err := convertResource(a.GetName(), a)
-	if err != nil {
-		return nil, nil, err
-	}
-	if r.Authorization != nil {
-		p := &problems{kind: KindAuthorization, name: a.GetName()}
-		p.add("", "an authorization is neither a workload nor a service; convert it with ConvertResource")
-		return nil, nil, p.err()
-	}
-	return r.Workload, r.Service, nil
-}
-
 // Resource is one converted resource of workload discovery: exactly one field is set.
 type Resource struct {
 	Workload      *state.Workload
@@ -49,8 +23,17 @@ type Resource struct {
 }
 
 // ConvertResource turns one resource of workload discovery into the workload, the service or
-// the authorization policy it describes, with the checks of [Convert]. An authorization's
-// resource name must be "authorization/<namespace>/<name>".
+// the authorization policy it describes (exactly one field of the result is set when the error
+// is nil). The resource's name must be the workload's uid, "<namespace>/<hostname>" for a
+// service, or "authorization/<namespace>/<name>" for a policy.
+//
+// ConvertResource checks what the state types cannot represent: malformed addresses, ports above
+// 65535 (or zero where a port is required), enumeration values the protobuf does not define,
+// a name that does not match the content, an Address that sets none of the three. The error is then an [Errors] list naming the resource and every field at fault.
+// The rest (missing fields, identities, duplicates across resources) is for
+// [state.NewSnapshot] and [state.Snapshot.Validate].
+//
+// The workload shares the labels map of a: do not modify a afterwards.
 func ConvertResource(a *workloadv1.Address) (Resource, error) {
 	return convertResource(a.GetName(), a)
 }

@@ -95,12 +95,6 @@ func TestConvertAuthorization(t *testing.T) {
 		t.Errorf("ConvertResource() =\n%+v\nwant\n%+v", r.Authorization, want)
 	}
 
-	// Convert keeps its two results and refuses an authorization.
-	if w, svc, err := Convert(authorizationAddr()); err == nil || w != nil || svc != nil ||
-		err.Error() != `authorization "authorization/shop/allow-gw": an authorization is neither a workload nor a service; convert it with ConvertResource` {
-		t.Errorf("Convert() = %v, %v, %v", w, svc, err)
-	}
-
 	// A workload names its selecting policies by resource name.
 	wa := workloadAddr(webUID, "10.0.0.1")
 	wa.GetWorkload().AuthorizationPolicies = []string{allowGW, "authorization/istio-system/x"}

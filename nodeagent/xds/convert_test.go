@@ -73,9 +73,10 @@ func TestConvertWorkload(t *testing.T) {
 			PortLevel: map[uint32]workloadv1.MTLSMode{9090: workloadv1.MTLSMode_PERMISSIVE},
 		},
 	}}}
-	w, svc, err := Convert(a)
+	r, err := ConvertResource(a)
+	w, svc := r.Workload, r.Service
 	if err != nil || svc != nil {
-		t.Fatalf("Convert() = %v, %v, %v", w, svc, err)
+		t.Fatalf("ConvertResource() = %v, %v, %v", w, svc, err)
 	}
 	want := &state.Workload{
 		UID:                  webUID,
@@ -99,7 +100,7 @@ func TestConvertWorkload(t *testing.T) {
 		PeerAuthentication:   state.PeerAuthentication{Mode: state.ModeStrict, PortLevel: map[uint16]state.Mode{9090: state.ModePermissive}},
 	}
 	if !reflect.DeepEqual(w, want) {
-		t.Errorf("Convert() =\n%+v\nwant\n%+v", w, want)
+		t.Errorf("ConvertResource() =\n%+v\nwant\n%+v", w, want)
 	}
 }
 
@@ -110,9 +111,10 @@ func TestConvertService(t *testing.T) {
 	s.Ports = append(s.Ports, &workloadv1.Port{Name: "metrics", Port: 9090})
 	s.Endpoints[0].Ports = map[uint32]uint32{80: 8081}
 	s.Waypoint = &workloadv1.GatewayAddress{Address: "10.244.1.20"}
-	w, svc, err := Convert(a)
+	r, err := ConvertResource(a)
+	w, svc := r.Workload, r.Service
 	if err != nil || w != nil {
-		t.Fatalf("Convert() = %v, %v, %v", w, svc, err)
+		t.Fatalf("ConvertResource() = %v, %v, %v", w, svc, err)
 	}
 	want := &state.Service{
 		Name:      "web",
@@ -127,7 +129,7 @@ func TestConvertService(t *testing.T) {
 		Waypoint:  &state.GatewayAddress{Address: netip.MustParseAddr("10.244.1.20")},
 	}
 	if !reflect.DeepEqual(svc, want) {
-		t.Errorf("Convert() =\n%+v\nwant\n%+v", svc, want)
+		t.Errorf("ConvertResource() =\n%+v\nwant\n%+v", svc, want)
 	}
 }
 
@@ -244,9 +246,10 @@ func TestConvertErrors(t *testing.T) {
 			if tt.mutate != nil {
 				tt.mutate(in)
 			}
-			w, svc, err := Convert(in)
+			r, err := ConvertResource(in)
+			w, svc := r.Workload, r.Service
 			if err == nil {
-				t.Fatalf("Convert() = %+v, %+v, nil; want an error", w, svc)
+				t.Fatalf("ConvertResource() = %+v, %+v, nil; want an error", w, svc)
 			}
 			if w != nil || svc != nil {
 				t.Errorf("Convert() returned a result with the error")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/weftmesh/weft/controller/translate"
 	"github.com/weftmesh/weft/nodeagent/state"
@@ -61,14 +62,17 @@ func Affected(before, after *translate.Mesh, nodes []string) (map[string]Expecta
 
 // canonical returns the JSON of a resource as the agent converts it.
 func canonical(r translate.Resource) ([]byte, error) {
-	w, s, err := xds.Convert(r.Address)
+	res, err := xds.ConvertResource(r.Address)
 	if err != nil {
 		return nil, fmt.Errorf("resource %s: %w", r.Address.GetName(), err)
 	}
-	if w != nil {
-		return json.Marshal(w)
+	switch {
+	case res.Workload != nil:
+		return json.Marshal(res.Workload)
+	case res.Service != nil:
+		return json.Marshal(res.Service)
 	}
-	return json.Marshal(s)
+	return json.Marshal(res.Authorization)
 }
 
 // Met reports whether snap holds what e expects.
@@ -169,6 +173,10 @@ func Compare(m *translate.Mesh, node string, snap *state.Snapshot, max int) ([]s
 			got = w
 		} else if s, ok := services[name]; ok {
 			got = s
+		} else if key, ok := strings.CutPrefix(name, state.AuthorizationResourcePrefix); ok {
+			if a, ok := snap.Authorization(key); ok {
+				got = a
+			}
 		}
 		if got == nil {
 			add("%s: missing", name)

@@ -53,14 +53,14 @@ func agentSnapshot(t *testing.T, m *translate.Mesh, node string) *state.Snapshot
 	var ws []*state.Workload
 	var ss []*state.Service
 	for _, r := range m.ForNode(node) {
-		w, s, err := xds.Convert(r.Address)
+		res, err := xds.ConvertResource(r.Address)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w != nil {
-			ws = append(ws, w)
-		} else {
-			ss = append(ss, s)
+		if res.Workload != nil {
+			ws = append(ws, res.Workload)
+		} else if res.Service != nil {
+			ss = append(ss, res.Service)
 		}
 	}
 	snap := state.NewSnapshot("1", ws, ss)
