@@ -21,12 +21,12 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/nodeagent/admin"
 	"github.com/weftmesh/weft/nodeagent/agent"
 	"github.com/weftmesh/weft/nodeagent/config"
 	"github.com/weftmesh/weft/nodeagent/datapath"
 	"github.com/weftmesh/weft/nodeagent/enroll"
-	"github.com/weftmesh/weft/nodeagent/identity"
 	"github.com/weftmesh/weft/nodeagent/xds"
 )
 
@@ -81,7 +81,7 @@ func run() error {
 		}
 	)
 	if *controller != "" {
-		conn, err := xds.Dial(xds.DialOptions{Target: *controller, RootFile: *rootFile, PerRPC: identity.TokenCredentials{File: *tokenFile}})
+		conn, err := identity.Dial(identity.DialOptions{Target: *controller, RootFile: *rootFile, PerRPC: identity.TokenCredentials{File: *tokenFile}})
 		if err != nil {
 			return err
 		}

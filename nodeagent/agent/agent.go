@@ -18,11 +18,11 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/nodeagent/admin"
 	"github.com/weftmesh/weft/nodeagent/cni"
 	"github.com/weftmesh/weft/nodeagent/datapath"
 	"github.com/weftmesh/weft/nodeagent/enroll"
-	"github.com/weftmesh/weft/nodeagent/identity"
 	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/nodeagent/proxy"
 	"github.com/weftmesh/weft/nodeagent/state"

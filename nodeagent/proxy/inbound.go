@@ -11,9 +11,9 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/weftmesh/weft/internal/hbone"
 	"github.com/weftmesh/weft/nodeagent/admin"
 	"github.com/weftmesh/weft/nodeagent/authz"
-	"github.com/weftmesh/weft/nodeagent/hbone"
 	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/nodeagent/state"
 )

@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/weftmesh/weft/nodeagent/hbone"
+	"github.com/weftmesh/weft/internal/hbone"
 	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/nodeagent/state"
 )

@@ -26,8 +26,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/weftmesh/weft/internal/hbone"
 	"github.com/weftmesh/weft/nodeagent/admin"
-	"github.com/weftmesh/weft/nodeagent/hbone"
 	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/nodeagent/state"
 )

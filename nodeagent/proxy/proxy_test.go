@@ -5,9 +5,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/weftmesh/weft/internal/hbone"
 	"github.com/weftmesh/weft/nodeagent/admin"
 	"github.com/weftmesh/weft/nodeagent/config"
-	"github.com/weftmesh/weft/nodeagent/hbone"
 )
 
 const meshYAML = `

@@ -9,7 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/weftmesh/weft/nodeagent/identity"
+	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/nodeagent/state"
 	"github.com/weftmesh/weft/nodeagent/xds"
 )
@@ -48,7 +48,7 @@ type AgentOptions struct {
 
 // NewAgent dials the controller for node with the token in tokenFile.
 func NewAgent(node, tokenFile string, o AgentOptions) (*Agent, error) {
-	conn, err := xds.Dial(xds.DialOptions{Target: o.Target, ServerName: o.ServerName, RootFile: o.RootFile,
+	conn, err := identity.Dial(identity.DialOptions{Target: o.Target, ServerName: o.ServerName, RootFile: o.RootFile,
 		PerRPC: identity.TokenCredentials{File: tokenFile}})
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", node, err)

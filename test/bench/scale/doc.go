@@ -10,7 +10,7 @@
 // Services without selectors with the EndpointSlices a kube-controller-manager would keep, and
 // Pods with their status (IP, Ready) — then runs bin/weft-controller as a separate process and
 // connects one simulated node agent per node: the node agent's own workload-discovery client
-// (nodeagent/xds.Source over nodeagent/xds.Dial, authenticated with a TokenRequest token of
+// (nodeagent/xds.Source over internal/identity.Dial, authenticated with a TokenRequest token of
 // weft-system/weft-nodeagent for audience weft-ca, bound to that node's agent Pod). Each agent
 // records the time it applied every snapshot; the Source ACKs as soon as apply returns.
 //

@@ -26,7 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	cav1 "github.com/weftmesh/weft/api/ca/v1"
-	"github.com/weftmesh/weft/nodeagent/identity"
+	"github.com/weftmesh/weft/internal/identity"
 )
 
 // fakeCAServer is a CertificateService that signs with a FileCA and records what it received.

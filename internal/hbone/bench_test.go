@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftmesh/weft/nodeagent/hbone"
+	"github.com/weftmesh/weft/internal/hbone"
 )
 
 // pipeUpstream is a handler whose upstream is in memory and discards what it reads, so stream

@@ -22,7 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/weftmesh/weft/nodeagent/identity"
+	"github.com/weftmesh/weft/internal/identity"
 )
 
 // testCA wraps a CAClient to count, capture, delay and fail signing requests.

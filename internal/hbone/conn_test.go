@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftmesh/weft/nodeagent/hbone"
+	"github.com/weftmesh/weft/internal/hbone"
 )
 
 // TestLargeTransfer moves 64 MiB each way at once through one stream, far beyond every window,

@@ -1,4 +1,4 @@
-package xds
+package identity
 
 import (
 	"crypto/tls"
@@ -34,7 +34,7 @@ type DialOptions struct {
 // CA. It connects lazily and reconnects by itself.
 func Dial(o DialOptions) (*grpc.ClientConn, error) {
 	if o.Target == "" || o.RootFile == "" {
-		return nil, errors.New("xds: the controller's address and root file are required")
+		return nil, errors.New("identity: the controller's address and root file are required")
 	}
 	tc := &tls.Config{
 		MinVersion: tls.VersionTLS13,

@@ -20,7 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/weftmesh/weft/nodeagent/hbone"
+	"github.com/weftmesh/weft/internal/hbone"
 )
 
 func TestEchoIntegrity(t *testing.T) {

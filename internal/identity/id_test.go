@@ -5,7 +5,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/weftmesh/weft/nodeagent/identity"
+	"github.com/weftmesh/weft/internal/identity"
 )
 
 func TestParse(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftmesh/weft/nodeagent/hbone"
+	"github.com/weftmesh/weft/internal/hbone"
 )
 
 // roundTrip sends msg through s, half-closes and reads the echo.

@@ -17,8 +17,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/weftmesh/weft/nodeagent/hbone"
-	"github.com/weftmesh/weft/nodeagent/identity"
+	"github.com/weftmesh/weft/internal/hbone"
+	"github.com/weftmesh/weft/internal/identity"
 )
 
 var (
