@@ -15,7 +15,8 @@
 // [Pool] is the client: it keeps HTTP/2 connections per (source identity, destination
 // identities, dial address, source IP), opens one stream per [Pool.Dial], and returns the stream
 // as a [net.Conn] ([*Stream]). [Server] is the inbound side that the node agent runs inside
-// every pod's network namespace on port 15008.
+// every pod's network namespace on port 15008: its Handler relays each stream to an upstream
+// connection. A waypoint sets Terminate instead and serves HTTP on the stream itself.
 //
 // HTTP/2 is this package's own, built on golang.org/x/net/http2's Framer and hpack, and
 // speaks to any HTTP/2 peer (ztunnel, net/http's client and server): it carries only what HBONE

@@ -1,12 +1,14 @@
 package hbone_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -726,5 +728,47 @@ func TestStreamOutlivesHandshakeTimeout(t *testing.T) {
 	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(s, buf); err != nil {
 		t.Fatalf("stream died after the handshake timeout: %v", err)
+	}
+}
+
+// A Terminate server consumes the stream itself (as the waypoint serves HTTP on it) and sees
+// the stream's description; refusing returns the status to the client.
+func TestServerTerminate(t *testing.T) {
+	e := newEnv(t, nil, func(s *hbone.Server, _ *hbone.PoolConfig) {
+		s.Handler = nil
+		s.Terminate = func(_ context.Context, in *hbone.Inbound) (func(net.Conn), int, error) {
+			if in.Authority.Port() == 81 {
+				return nil, http.StatusBadRequest, errors.New("no such port")
+			}
+			return func(c net.Conn) {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				line, _ := r.ReadString('\n')
+				fmt.Fprintf(c, "%s for %s via %s", strings.TrimSpace(line), in.PeerID, in.Authority)
+				_ = c.(*hbone.Stream).CloseWrite()
+				_, _ = io.Copy(io.Discard, r) // until the client ends its direction: no reset
+			}, 0, nil
+		}
+	})
+	authority := netip.MustParseAddrPort("198.51.100.1:80")
+	s, err := e.pool.Dial(t.Context(), hbone.Request{Source: clientID, Destination: []spiffeid.ID{serverID}, Addr: e.addr, Authority: authority})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _ = io.WriteString(s, "hello\n")
+	_ = s.(*hbone.Stream).CloseWrite()
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "hello for " + clientID.String() + " via " + authority.String(); string(got) != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	_, err = e.pool.Dial(t.Context(), hbone.Request{Source: clientID, Destination: []spiffeid.ID{serverID}, Addr: e.addr, Authority: netip.MustParseAddrPort("198.51.100.1:81")})
+	var se *hbone.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusBadRequest {
+		t.Errorf("refused dial: %v, want status 400", err)
 	}
 }

@@ -28,6 +28,12 @@ import (
 // listener serves (or that the pod is the waypoint for it), and connects to the application.
 type Handler func(ctx context.Context, in *Inbound) (upstream net.Conn, status int, err error)
 
+// Terminator decides whether the server itself consumes an inbound stream, as a waypoint does
+// (it serves HTTP on the tunnelled bytes instead of relaying them). It returns the function that
+// takes over the stream once 200 has been sent, or nil and the status to refuse it with. serve
+// owns the stream: it runs in the stream's goroutine and must close the stream when done.
+type Terminator func(ctx context.Context, in *Inbound) (serve func(stream net.Conn), status int, err error)
+
 // Inbound describes an inbound stream.
 type Inbound struct {
 	// PeerID is the verified identity of the client, in the server's trust domain.
@@ -61,8 +67,11 @@ type Server struct {
 	// Certs supplies the SVID (fetched per handshake, so renewals are picked up) and the
 	// trust bundle that client chains must verify against.
 	Certs Certificates
-	// Handler connects accepted streams to their upstream.
+	// Handler connects accepted streams to their upstream. Exactly one of Handler and
+	// Terminate is set.
 	Handler Handler
+	// Terminate consumes accepted streams in the server's process.
+	Terminate Terminator
 	// MaxConcurrentStreams is the SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients; zero
 	// means DefaultServerMaxStreams.
 	MaxConcurrentStreams int
@@ -102,8 +111,8 @@ func (s *Server) init() error {
 		case s.Certs == nil:
 			s.initErr = errors.New("hbone: server without certificates")
 			return
-		case s.Handler == nil:
-			s.initErr = errors.New("hbone: server without handler")
+		case (s.Handler == nil) == (s.Terminate == nil):
+			s.initErr = errors.New("hbone: a server needs exactly one of Handler and Terminate")
 			return
 		}
 		log := s.Logger
@@ -314,6 +323,10 @@ func (s *Server) serveStream(c *conn, st *Stream, fields []hpack.HeaderField, tr
 		s.refuse(c, st, status, err)
 		return
 	}
+	if s.Terminate != nil {
+		s.terminate(c, st, in)
+		return
+	}
 	upstream, status, err := s.Handler(st.ctx, in)
 	if upstream == nil {
 		if status == 0 || status == http.StatusOK {
@@ -334,6 +347,26 @@ func (s *Server) serveStream(c *conn, st *Stream, fields []hpack.HeaderField, tr
 	_, _, err = Relay(st, upstream)
 	s.log.Debug("stream closed", "peer", in.PeerID, "authority", in.Authority,
 		"sent", in.Counters.Sent(), "received", in.Counters.Received(), "err", err)
+	if s.StreamClosed != nil {
+		s.StreamClosed(in)
+	}
+}
+
+// terminate answers a stream that the server consumes itself.
+func (s *Server) terminate(c *conn, st *Stream, in *Inbound) {
+	serve, status, err := s.Terminate(st.ctx, in)
+	if serve == nil {
+		if status == 0 || status == http.StatusOK {
+			status = http.StatusServiceUnavailable
+		}
+		s.refuse(c, st, status, err)
+		return
+	}
+	if err := c.respond(st, http.StatusOK, false); err != nil {
+		_ = st.Close()
+		return
+	}
+	serve(st)
 	if s.StreamClosed != nil {
 		s.StreamClosed(in)
 	}
