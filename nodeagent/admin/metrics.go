@@ -295,11 +295,15 @@ const (
 	DenySelfCall
 	// DenyUnknownWorkload: a connection to or from a pod the agent has no workload for.
 	DenyUnknownWorkload
+	// DenyWaypointUnavailable: the destination's traffic must traverse a waypoint that is
+	// missing or has no healthy pod (its L7 policies are never bypassed, unless the user
+	// opted into weft.dev/waypoint-fallback=direct).
+	DenyWaypointUnavailable
 	numDenyReasons
 )
 
 var denyNames = [numDenyReasons]string{
-	"authorization_policy", "strict_mtls_plaintext", "self_call", "unknown_workload",
+	"authorization_policy", "strict_mtls_plaintext", "self_call", "unknown_workload", "waypoint_unavailable",
 }
 
 func (r DenyReason) String() string {

@@ -237,7 +237,7 @@ func (a *Agent) reconcileLocked() {
 	want := map[string]*state.Workload{}
 	var missing []netip.Addr
 	for _, w := range snap.LocalWorkloads(a.cfg.Node) {
-		if !w.Enrolled() {
+		if !w.Captured() {
 			continue
 		}
 		want[w.UID] = w
@@ -433,7 +433,7 @@ func (a *Agent) cniAdd(ctx context.Context, ev enroll.Event) error {
 		if a.ready {
 			if w := a.localWorkload(ev.Namespace, ev.Name, ev.IPs); w != nil {
 				defer a.mu.Unlock()
-				if !w.Enrolled() {
+				if !w.Captured() {
 					return nil
 				}
 				a.reconcileLocked()

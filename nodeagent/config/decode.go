@@ -36,6 +36,7 @@ type fileWorkload struct {
 	ClusterID             string                  `json:"clusterId"`
 	Addresses             []string                `json:"addresses"`
 	TunnelProtocol        string                  `json:"tunnelProtocol"`
+	NativeTunnel          bool                    `json:"nativeTunnel"`
 	Waypoint              *fileGateway            `json:"waypoint"`
 	Status                string                  `json:"status"`
 	WorkloadName          string                  `json:"workloadName"`
@@ -50,8 +51,11 @@ type fileWorkload struct {
 }
 
 type fileGateway struct {
-	Address       string `json:"address"`
-	HBONEMTLSPort int    `json:"hboneMtlsPort"`
+	Address        string `json:"address"`
+	HBONEMTLSPort  int    `json:"hboneMtlsPort"`
+	Namespace      string `json:"namespace"`
+	Hostname       string `json:"hostname"`
+	FallbackDirect bool   `json:"fallbackDirect"`
 }
 
 // filePeerAuthentication has the shape of the spec of Istio's PeerAuthentication.
@@ -321,6 +325,7 @@ func convertWorkload(p *state.Problems, path string, fw *fileWorkload) *state.Wo
 		CanonicalRevision:     fw.CanonicalRevision,
 		Labels:                fw.Labels,
 		AuthorizationPolicies: fw.AuthorizationPolicies,
+		NativeTunnel:          fw.NativeTunnel,
 	}
 	w.Addresses = parseAddrs(p, path+".addresses", fw.Addresses)
 	parseEnum(p, path+".tunnelProtocol", fw.TunnelProtocol, &w.TunnelProtocol)
@@ -402,11 +407,12 @@ func convertGateway(p *state.Problems, path string, fg *fileGateway) *state.Gate
 	if fg == nil {
 		return nil
 	}
-	g := &state.GatewayAddress{}
-	if fg.Address == "" {
-		p.Add(path+".address", "missing; write the waypoint's IP address")
-	} else {
+	g := &state.GatewayAddress{Namespace: fg.Namespace, Hostname: fg.Hostname, FallbackDirect: fg.FallbackDirect}
+	switch {
+	case fg.Address != "":
 		g.Address = parseAddr(p, path+".address", fg.Address)
+	case fg.Hostname == "":
+		p.Add(path+".address", "missing; write the waypoint's IP address or name its Service (namespace and hostname)")
 	}
 	g.HBONEMTLSPort, _ = checkPort(p, path+".hboneMtlsPort", fg.HBONEMTLSPort, true)
 	return g

@@ -215,7 +215,7 @@ services:
 			want: `config: workloads[0].excludeInboundPorts[1]: 70000 is out of range; write a port number from 1 to 65535
 workloads[0].peerAuthentication.portLevelMtls[0]: 0 is out of range; write a port number from 1 to 65535
 workloads[0].peerAuthentication.portLevelMtls[http]: "http" is not a port number; write a port number from 1 to 65535
-services[0].waypoint.address: missing; write the waypoint's IP address
+services[0].waypoint.address: missing; write the waypoint's IP address or name its Service (namespace and hostname)
 services[0].ports[0].port: 0 is out of range; write a port number from 1 to 65535
 services[0].ports[1].targetPort: -1 is out of range; write a port number from 1 to 65535
 services[0].ports[2]: empty entry; describe a port, e.g. {port: 80, targetPort: 8080}, or remove the entry

@@ -33,6 +33,7 @@
 //	    clusterId: Kubernetes
 //	    addresses: [10.244.1.5, "fd00:244:1::5"]    # at least one
 //	    tunnelProtocol: HBONE                       # HBONE (in the mesh) or NONE (default)
+//	    nativeTunnel: false                         # true: a waypoint (reached over HBONE, never captured)
 //	    status: HEALTHY                             # HEALTHY (default) or UNHEALTHY
 //	    workloadName: web
 //	    workloadType: DEPLOYMENT                    # DEPLOYMENT (default), CRONJOB, POD, JOB
@@ -57,7 +58,12 @@
 //	    endpoints:
 //	      - workloadUid: Kubernetes//Pod/shop/web-5d8f7-abcde
 //	        ports: {80: 8081}                       # optional per-endpoint target ports
-//	    waypoint: {address: 10.244.1.20, hboneMtlsPort: 15008}
+//	    waypoint:                                   # traffic to the VIPs traverses this waypoint
+//	      namespace: shop                           # with hostname: the waypoint's Service;
+//	      hostname: waypoint.shop.svc.cluster.local # its endpoints are the waypoint's pods
+//	      address: 10.96.0.20                       # or the Service's VIP (either, or both)
+//	      hboneMtlsPort: 15008
+//	      fallbackDirect: false                     # true: bypass it while it has no ready pod
 //	authorizations:                                 # AuthorizationPolicies as enforced at L4
 //	  - name: allow-gw                              # required; unique with the namespace
 //	    namespace: shop                             # required

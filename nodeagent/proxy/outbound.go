@@ -29,9 +29,24 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 		log.Warn("source workload unknown", "dst", orig)
 		return
 	}
-	dst, port, svc := resolve(snap, orig)
 	family := orig.Addr().Unmap()
 	srcAddr := netip.AddrPortFrom(addrLike(src, family), addrOf(c.RemoteAddr()).Port())
+	if g, svc := waypointOf(snap, orig); g != nil {
+		if wp, ok := snap.Waypoint(g, pickIndex); ok {
+			p.viaWaypoint(ctx, pod, src, wp, g, svc, orig, srcAddr, c)
+			return
+		}
+		if !g.FallbackDirect {
+			log.Warn("connection refused: waypoint unavailable", "waypoint", g.Name(), "dst", orig,
+				"reason", "the destination's traffic must traverse its waypoint, which is missing or has no ready pod; deploy it (weftctl waypoint apply) or label the namespace "+fallbackLabel+" to bypass it")
+			p.d.Metrics.Denied(admin.Outbound, admin.DenyWaypointUnavailable)
+			p.failed(Conn{Reporter: admin.ReporterSource, Source: src, SourceID: src.Identity(), Service: svc, Security: admin.SecurityMutualTLS}, admin.FlagDenied)
+			abort(c)
+			return
+		}
+		log.Debug("waypoint unavailable: going direct (fallback opted into)", "waypoint", g.Name(), "dst", orig)
+	}
+	dst, port, svc := resolve(snap, orig)
 	if dst == nil || !dst.Enrolled() {
 		p.passthrough(ctx, pod, src, dst, svc, orig, c)
 		return
@@ -56,17 +71,62 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 	if svc != nil {
 		req.ForwardedHost = svc.Hostname
 	}
+	p.tunnel(ctx, pod, req, conn, c)
+}
+
+// tunnel relays c over a new HBONE stream from pod, or resets c when the stream cannot be
+// opened.
+func (p *Proxy) tunnel(ctx context.Context, pod *Pod, req hbone.Request, conn Conn, c net.Conn) {
 	dctx, cancel := context.WithTimeout(context.WithValue(ctx, sourceNetNS{}, pod.NetNS), 10*time.Second)
 	up, err := p.pool.Dial(dctx, req)
 	cancel()
 	if err != nil {
-		log.Warn("hbone dial failed", "dst", target, "err", err)
+		p.d.Logger.Warn("hbone dial failed", "pod", pod.UID, "addr", req.Addr, "authority", req.Authority, "err", err)
 		p.failed(conn, responseFlag(err))
 		abort(c)
 		return
 	}
 	defer up.Close()
 	relay(c, up, p.opened(conn))
+}
+
+// fallbackLabel is the opt-in to bypass a missing waypoint (api.LabelWaypointFallback).
+const fallbackLabel = "weft.dev/waypoint-fallback=direct"
+
+// waypointOf returns the waypoint that a connection to orig must traverse, if any: the
+// service's waypoint for a Service VIP, the workload's for a pod address, and the service it
+// addressed.
+func waypointOf(snap *state.Snapshot, orig netip.AddrPort) (*state.GatewayAddress, *state.Service) {
+	if svc, ok := snap.ServiceByAddr(orig); ok {
+		return svc.Waypoint, svc
+	}
+	if w, ok := snap.WorkloadByIP(orig.Addr().Unmap()); ok {
+		return w.Waypoint, nil
+	}
+	return nil, nil
+}
+
+// viaWaypoint tunnels a connection to waypoint pod wp: :authority is the original destination
+// (the service VIP:port, or the pod's address), from which the waypoint routes, and the
+// waypoint's identity is verified.
+func (p *Proxy) viaWaypoint(ctx context.Context, pod *Pod, src, wp *state.Workload, g *state.GatewayAddress, svc *state.Service, orig, srcAddr netip.AddrPort, c net.Conn) {
+	port := g.HBONEMTLSPort
+	if port == 0 {
+		port = HBONEPort
+	}
+	req := hbone.Request{
+		Source:       src.Identity(),
+		Destination:  []spiffeid.ID{wp.Identity()},
+		Addr:         netip.AddrPortFrom(addrLike(wp, orig.Addr().Unmap()), port),
+		Authority:    orig,
+		ForwardedFor: srcAddr,
+		Baggage:      baggage(src),
+	}
+	if svc != nil {
+		req.ForwardedHost = svc.Hostname
+	}
+	conn := Conn{Reporter: admin.ReporterSource, Source: src, SourceID: src.Identity(), Destination: wp, Service: svc, Security: admin.SecurityMutualTLS}
+	p.tunnel(ctx, pod, req, conn, c)
 }
 
 // resolve finds the destination workload and port of an original destination: a Service VIP is

@@ -85,3 +85,84 @@ func TestLabels(t *testing.T) {
 		t.Errorf("an unauthenticated source must have no principal, got %q", anon.SourcePrincipal)
 	}
 }
+
+const waypointYAML = `
+workloads:
+  - {uid: wp, name: waypoint-1, namespace: shop, serviceAccount: waypoint, node: node-2, addresses: [198.18.2.7], tunnelProtocol: HBONE, nativeTunnel: true}
+  - uid: books
+    name: books-1
+    namespace: shop
+    node: node-1
+    addresses: [198.18.1.3]
+    tunnelProtocol: HBONE
+    waypoint: {namespace: shop, hostname: waypoint.shop.svc.cluster.local}
+  - {uid: plain, name: plain-1, namespace: shop, node: node-1, addresses: [198.18.1.4], tunnelProtocol: HBONE}
+services:
+  - name: waypoint
+    namespace: shop
+    hostname: waypoint.shop.svc.cluster.local
+    vips: [198.19.0.50]
+    ports: [{name: mesh, port: 15008}]
+    endpoints: [{workloadUid: wp}]
+  - name: books
+    namespace: shop
+    hostname: books.shop.svc.cluster.local
+    vips: [198.19.0.40]
+    ports: [{port: 80, targetPort: 8080}]
+    endpoints: [{workloadUid: books}]
+    waypoint: {namespace: shop, hostname: waypoint.shop.svc.cluster.local, address: 198.19.0.50}
+  - name: ratings
+    namespace: shop
+    hostname: ratings.shop.svc.cluster.local
+    vips: [198.19.0.41]
+    ports: [{port: 80}]
+    endpoints: [{workloadUid: plain}]
+    waypoint: {namespace: shop, hostname: missing.shop.svc.cluster.local, fallbackDirect: true}
+  - name: reviews
+    namespace: shop
+    hostname: reviews.shop.svc.cluster.local
+    vips: [198.19.0.42]
+    ports: [{port: 80}]
+    endpoints: [{workloadUid: plain}]
+    waypoint: {namespace: shop, hostname: missing.shop.svc.cluster.local}
+`
+
+// Service VIPs use the service's waypoint, pod addresses the workload's; a waypoint without a
+// ready pod is unavailable (the caller refuses, unless fallback is opted into).
+func TestWaypointOf(t *testing.T) {
+	snap, err := config.Decode([]byte(waypointYAML), "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		orig         string
+		wantWaypoint string // "" for none
+		wantPod      string // "" when unavailable
+		wantFallback bool
+	}{
+		{"198.19.0.40:80", "shop/waypoint.shop.svc.cluster.local", "wp", false},
+		{"198.18.1.3:8080", "shop/waypoint.shop.svc.cluster.local", "wp", false},
+		{"198.18.1.4:8080", "", "", false},
+		{"198.19.0.41:80", "shop/missing.shop.svc.cluster.local", "", true},
+		{"198.19.0.42:80", "shop/missing.shop.svc.cluster.local", "", false},
+		{"203.0.113.1:80", "", "", false},
+	} {
+		g, _ := waypointOf(snap, netip.MustParseAddrPort(tc.orig))
+		if g == nil {
+			if tc.wantWaypoint != "" {
+				t.Errorf("%s: no waypoint, want %s", tc.orig, tc.wantWaypoint)
+			}
+			continue
+		}
+		pod := ""
+		if w, ok := snap.Waypoint(g, nil); ok {
+			pod = w.UID
+		}
+		if g.Name() != tc.wantWaypoint || pod != tc.wantPod || g.FallbackDirect != tc.wantFallback {
+			t.Errorf("%s: waypoint %s pod %q fallback %v, want %s pod %q fallback %v", tc.orig, g.Name(), pod, g.FallbackDirect, tc.wantWaypoint, tc.wantPod, tc.wantFallback)
+		}
+	}
+	if w, _ := snap.WorkloadByUID("wp"); !w.Enrolled() || w.Captured() {
+		t.Errorf("waypoint pod: enrolled %v captured %v, want reached over HBONE but not captured", w.Enrolled(), w.Captured())
+	}
+}

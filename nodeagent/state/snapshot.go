@@ -23,6 +23,7 @@ type Snapshot struct {
 	byIP   map[netip.Addr]*Workload
 	byNode map[string][]*Workload // sorted by UID
 	byAddr map[netip.AddrPort]*Service
+	byName map[string]*Service // by namespace/hostname
 	authz  authzIndex
 
 	err error // result of validation
@@ -48,6 +49,7 @@ func NewSnapshot(version string, workloads []*Workload, services []*Service, opt
 		byIP:    make(map[netip.Addr]*Workload, len(workloads)),
 		byNode:  make(map[string][]*Workload),
 		byAddr:  make(map[netip.AddrPort]*Service, len(services)),
+		byName:  make(map[string]*Service, len(services)),
 	}
 	// Policies first, so that workloads can name them; their problems come last, in the
 	// order of the configuration file.
@@ -122,6 +124,7 @@ func NewSnapshot(version string, workloads []*Workload, services []*Service, opt
 				continue
 			}
 			svcAt[key] = i
+			s.byName[key] = svc
 		}
 		svc.VIPs = slices.Clone(svc.VIPs)
 		for k, vip := range svc.VIPs {
@@ -211,7 +214,7 @@ func validateWorkload(p *Problems, path string, w *Workload) {
 		p.Add(path+".workloadType", "unknown workload type %d; use %s", w.WorkloadType, orList(workloadTypeNames))
 	}
 	if w.Waypoint != nil {
-		validateAddr(p, path+".waypoint.address", w.Waypoint.Address, "the waypoint's IP address")
+		validateGateway(p, path+".waypoint", w.Waypoint)
 	}
 	for k, port := range w.ExcludeInboundPorts {
 		if port == 0 {
@@ -265,6 +268,20 @@ func validateAddrs(p *Problems, path string, addrs []netip.Addr, what string) {
 		if msg := addrProblem(a, what); msg != "" {
 			p.Add(path+"["+strconv.Itoa(k)+"]", "%s", msg)
 		}
+	}
+}
+
+// validateGateway checks a waypoint reference: it names the waypoint's Service, or gives its
+// address, or both.
+func validateGateway(p *Problems, path string, g *GatewayAddress) {
+	if (g.Namespace == "") != (g.Hostname == "") {
+		p.Add(path+".hostname", "namespace and hostname name the waypoint's Service together; set both or neither")
+	}
+	switch {
+	case g.Hostname == "":
+		validateAddr(p, path+".address", g.Address, "the waypoint's IP address or name its Service (namespace and hostname)")
+	case g.Address.IsValid():
+		validateAddr(p, path+".address", g.Address, "the waypoint's IP address")
 	}
 }
 
@@ -322,7 +339,7 @@ func validateService(p *Problems, path string, svc *Service, byUID map[string]*W
 		}
 	}
 	if svc.Waypoint != nil {
-		validateAddr(p, path+".waypoint.address", svc.Waypoint.Address, "the waypoint's IP address")
+		validateGateway(p, path+".waypoint", svc.Waypoint)
 	}
 }
 
@@ -420,6 +437,31 @@ func (s *Snapshot) WorkloadByUID(uid string) (*Workload, bool) {
 func (s *Snapshot) ServiceByAddr(addr netip.AddrPort) (*Service, bool) {
 	svc, ok := s.byAddr[netip.AddrPortFrom(normalize(addr.Addr()), addr.Port())]
 	return svc, ok
+}
+
+// ServiceByName returns the service "<namespace>/<hostname>".
+func (s *Snapshot) ServiceByName(namespacedHostname string) (*Service, bool) {
+	svc, ok := s.byName[namespacedHostname]
+	return svc, ok
+}
+
+// Waypoint returns a healthy pod of waypoint g to send HBONE to, or false when the waypoint
+// has none (it is missing, not deployed yet, or its pods are not ready). The waypoint's
+// Service is found by name, else by address.
+func (s *Snapshot) Waypoint(g *GatewayAddress, pick func(n int) int) (*Workload, bool) {
+	port := g.HBONEMTLSPort
+	if port == 0 {
+		port = DefaultHBONEPort
+	}
+	svc, ok := s.byName[g.Namespace+"/"+g.Hostname]
+	if !ok && g.Address.IsValid() {
+		svc, ok = s.ServiceByAddr(netip.AddrPortFrom(g.Address, port))
+	}
+	if !ok {
+		return nil, false
+	}
+	w, _, ok := s.PickEndpoint(svc, port, pick)
+	return w, ok
 }
 
 // LocalWorkloads returns the workloads of node, sorted by UID. The slice belongs to the

@@ -104,7 +104,7 @@ func TestValidate(t *testing.T) {
 				`workloads[0].tunnelProtocol: unknown tunnel protocol 2; use NONE or HBONE`,
 				`workloads[0].status: unknown status 5; use HEALTHY or UNHEALTHY`,
 				`workloads[0].workloadType: unknown workload type 9; use DEPLOYMENT, CRONJOB, POD or JOB`,
-				`workloads[0].waypoint.address: missing; write the waypoint's IP address`,
+				`workloads[0].waypoint.address: missing; write the waypoint's IP address or name its Service (namespace and hostname)`,
 				`workloads[0].excludeInboundPorts[1]: 0 is not a port; write a port number from 1 to 65535`,
 				`workloads[0].excludeOutboundPorts[0]: 0 is not a port; write a port number from 1 to 65535`,
 				`workloads[0].peerAuthentication.mtls.mode: unknown mode 4; use UNSET, DISABLE, PERMISSIVE or STRICT`,
@@ -186,7 +186,7 @@ func TestValidate(t *testing.T) {
 				`services[0].endpoints[5].workloadUid: "Kubernetes//Pod/shop/web-1" is already endpoints[0]; list each workload once`,
 				`services[0].endpoints[5].ports[80]: target port 0 is not a port; write a port number from 1 to 65535`,
 				`services[0].endpoints[5].ports[81]: 81 is not a port of the service; use one of 80, 9090`,
-				`services[1].waypoint.address: :: cannot be a workload or service address; write the waypoint's IP address`,
+				`services[1].waypoint.address: :: cannot be a workload or service address; write the waypoint's IP address or name its Service (namespace and hostname)`,
 			},
 		},
 	}

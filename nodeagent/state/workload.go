@@ -43,6 +43,9 @@ type Workload struct {
 	Addresses []netip.Addr `json:"addresses"`
 	// TunnelProtocol is HBONE for a workload enrolled in the mesh, NONE otherwise.
 	TunnelProtocol TunnelProtocol `json:"tunnelProtocol"`
+	// NativeTunnel marks a workload that terminates HBONE itself (a waypoint): it is reached
+	// over HBONE on its own port 15008 but never captured or enrolled by an agent.
+	NativeTunnel bool `json:"nativeTunnel,omitempty"`
 	// Waypoint, when set, is the waypoint that traffic addressed to this workload goes through.
 	Waypoint *GatewayAddress `json:"waypoint,omitempty"`
 	// Status is the workload's health; only healthy workloads receive service traffic.
@@ -111,6 +114,10 @@ func (w *Workload) serviceAccount() string {
 // Enrolled reports whether the workload is in the mesh (its tunnel protocol is HBONE).
 func (w *Workload) Enrolled() bool { return w.TunnelProtocol == TunnelHBONE }
 
+// Captured reports whether the node agent serves the workload: it is enrolled and does not
+// terminate HBONE itself (a waypoint is reached over HBONE but never captured).
+func (w *Workload) Captured() bool { return w.Enrolled() && !w.NativeTunnel }
+
 // Healthy reports whether the workload may receive traffic.
 func (w *Workload) Healthy() bool { return w.Status == Healthy }
 
@@ -124,12 +131,28 @@ func (w *Workload) OutboundExcluded(port uint16) bool {
 	return slices.Contains(w.ExcludeOutboundPorts, port)
 }
 
-// GatewayAddress is the address of a waypoint (istio.workload.GatewayAddress with an address
-// destination).
+// GatewayAddress names the waypoint that traffic to a service or workload must traverse.
 type GatewayAddress struct {
+	// Address is the waypoint Service's VIP; invalid while the waypoint is not deployed.
 	Address netip.Addr `json:"address"`
 	// HBONEMTLSPort is the gateway's HBONE port; zero means 15008.
 	HBONEMTLSPort uint16 `json:"hboneMtlsPort,omitempty"`
+	// Namespace and Hostname name the waypoint's Service, whose endpoints are its pods. They
+	// are set even while the waypoint is missing, so that its traffic is refused rather than
+	// sent around it.
+	Namespace string `json:"namespace,omitempty"`
+	Hostname  string `json:"hostname,omitempty"`
+	// FallbackDirect: the user opted into bypassing the waypoint while it has no healthy pod.
+	FallbackDirect bool `json:"fallbackDirect,omitempty"`
+}
+
+// Name returns "<namespace>/<hostname>" of the waypoint's Service, or its address when it is
+// named by address only.
+func (g *GatewayAddress) Name() string {
+	if g.Hostname != "" {
+		return g.Namespace + "/" + g.Hostname
+	}
+	return g.Address.String()
 }
 
 // AddrPort returns where to send HBONE to the gateway.

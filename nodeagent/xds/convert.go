@@ -125,6 +125,7 @@ func convertWorkload(p *problems, name string, in *workloadv1.Workload) *state.W
 	}
 	w.Addresses = parseAddrs(p, "addresses", in.GetAddresses())
 	w.TunnelProtocol = convertEnum[state.TunnelProtocol](p, "tunnelProtocol", in.GetTunnelProtocol(), workloadv1.TunnelProtocol_name)
+	w.NativeTunnel = in.GetNativeTunnel()
 	w.Status = convertEnum[state.WorkloadStatus](p, "status", in.GetStatus(), workloadv1.WorkloadStatus_name)
 	w.WorkloadType = convertEnum[state.WorkloadType](p, "workloadType", in.GetWorkloadType(), workloadv1.WorkloadType_name)
 	w.Waypoint = convertGateway(p, "waypoint", in.GetWaypoint())
@@ -202,11 +203,12 @@ func convertGateway(p *problems, field string, in *workloadv1.GatewayAddress) *s
 	if in == nil {
 		return nil
 	}
-	g := &state.GatewayAddress{}
-	if in.GetAddress() == "" {
-		p.add(field+".address", "missing; write the waypoint's IP address")
-	} else {
+	g := &state.GatewayAddress{Namespace: in.GetNamespace(), Hostname: in.GetHostname(), FallbackDirect: in.GetFallbackDirect()}
+	switch {
+	case in.GetAddress() != "":
 		g.Address = parseAddr(p, field+".address", in.GetAddress())
+	case in.GetHostname() == "":
+		p.add(field+".address", "missing; write the waypoint's IP address or name its Service (namespace and hostname)")
 	}
 	g.HBONEMTLSPort, _ = convertPort(p, field+".hboneMtlsPort", in.GetHboneMtlsPort(), true)
 	return g

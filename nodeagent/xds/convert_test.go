@@ -198,7 +198,7 @@ func TestConvertErrors(t *testing.T) {
 			in:     workloadAddr(webUID, "10.0.0.1"),
 			mutate: func(a *workloadv1.Address) { wl(a).Waypoint = &workloadv1.GatewayAddress{} },
 			want: []string{
-				`workload "Kubernetes//Pod/shop/web-1": waypoint.address: missing; write the waypoint's IP address`,
+				`workload "Kubernetes//Pod/shop/web-1": waypoint.address: missing; write the waypoint's IP address or name its Service (namespace and hostname)`,
 			},
 		},
 		{

@@ -533,8 +533,12 @@ type Workload struct {
 	// (resource names, "authorization/<namespace>/<name>"); GLOBAL and NAMESPACE policies apply
 	// by their scope.
 	AuthorizationPolicies []string `protobuf:"bytes,20,rep,name=authorization_policies,json=authorizationPolicies,proto3" json:"authorization_policies,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// native_tunnel marks a workload that terminates HBONE itself: a waypoint proxy's pod. Node
+	// agents never capture or enroll it, but reach it over HBONE (tunnel_protocol is HBONE) on
+	// its own port 15008, verifying its identity; its namespace need not be ambient.
+	NativeTunnel  bool `protobuf:"varint,21,opt,name=native_tunnel,json=nativeTunnel,proto3" json:"native_tunnel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Workload) Reset() {
@@ -707,14 +711,35 @@ func (x *Workload) GetAuthorizationPolicies() []string {
 	return nil
 }
 
-// GatewayAddress is where a waypoint accepts HBONE.
+func (x *Workload) GetNativeTunnel() bool {
+	if x != nil {
+		return x.NativeTunnel
+	}
+	return false
+}
+
+// GatewayAddress names the waypoint that traffic to a service or workload must traverse, and
+// where it accepts HBONE. namespace and hostname are always set: they name the waypoint's own
+// Service (resource "<namespace>/<hostname>"), whose endpoints are the waypoint's pods. address
+// is that Service's VIP when it exists; it is empty while the waypoint is missing or not
+// deployed. A node agent that cannot reach a healthy waypoint pod refuses the connection (the
+// waypoint's L7 policies are never bypassed) unless fallback_direct is set.
 type GatewayAddress struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// address is the waypoint Service's VIP in text form; empty when the Service does not exist.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
 	// hbone_mtls_port is the waypoint's HBONE port; zero means 15008.
 	HboneMtlsPort uint32 `protobuf:"varint,2,opt,name=hbone_mtls_port,json=hboneMtlsPort,proto3" json:"hbone_mtls_port,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// namespace and hostname of the waypoint's Service, e.g. "shop" and
+	// "waypoint.shop.svc.cluster.local".
+	Namespace string `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Hostname  string `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// fallback_direct: the user opted into bypassing the waypoint while it is missing or has no
+	// healthy pod (label weft.dev/waypoint-fallback=direct on the pod, service or namespace):
+	// traffic then goes directly to the destination, without the waypoint's L7 policies.
+	FallbackDirect bool `protobuf:"varint,5,opt,name=fallback_direct,json=fallbackDirect,proto3" json:"fallback_direct,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GatewayAddress) Reset() {
@@ -759,6 +784,27 @@ func (x *GatewayAddress) GetHboneMtlsPort() uint32 {
 		return x.HboneMtlsPort
 	}
 	return 0
+}
+
+func (x *GatewayAddress) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GatewayAddress) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *GatewayAddress) GetFallbackDirect() bool {
+	if x != nil {
+		return x.FallbackDirect
+	}
+	return false
 }
 
 // PeerAuthentication is the effective mutual TLS mode of a workload.
@@ -1459,7 +1505,7 @@ const file_workload_v1_workload_proto_rawDesc = "" +
 	"\bworkload\x18\x02 \x01(\v2\x1a.weft.workload.v1.WorkloadH\x00R\bworkload\x125\n" +
 	"\aservice\x18\x03 \x01(\v2\x19.weft.workload.v1.ServiceH\x00R\aservice\x12G\n" +
 	"\rauthorization\x18\x04 \x01(\v2\x1f.weft.workload.v1.AuthorizationH\x00R\rauthorizationB\x06\n" +
-	"\x04type\"\xe1\a\n" +
+	"\x04type\"\x86\b\n" +
 	"\bWorkload\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -1482,13 +1528,17 @@ const file_workload_v1_workload_proto_rawDesc = "" +
 	"\x15exclude_inbound_ports\x18\x11 \x03(\rR\x13excludeInboundPorts\x124\n" +
 	"\x16exclude_outbound_ports\x18\x12 \x03(\rR\x14excludeOutboundPorts\x12U\n" +
 	"\x13peer_authentication\x18\x13 \x01(\v2$.weft.workload.v1.PeerAuthenticationR\x12peerAuthentication\x125\n" +
-	"\x16authorization_policies\x18\x14 \x03(\tR\x15authorizationPolicies\x1a9\n" +
+	"\x16authorization_policies\x18\x14 \x03(\tR\x15authorizationPolicies\x12#\n" +
+	"\rnative_tunnel\x18\x15 \x01(\bR\fnativeTunnel\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x01\n" +
 	"\x0eGatewayAddress\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12&\n" +
-	"\x0fhbone_mtls_port\x18\x02 \x01(\rR\rhboneMtlsPort\"\xf2\x01\n" +
+	"\x0fhbone_mtls_port\x18\x02 \x01(\rR\rhboneMtlsPort\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x1a\n" +
+	"\bhostname\x18\x04 \x01(\tR\bhostname\x12'\n" +
+	"\x0ffallback_direct\x18\x05 \x01(\bR\x0efallbackDirect\"\xf2\x01\n" +
 	"\x12PeerAuthentication\x12.\n" +
 	"\x04mode\x18\x01 \x01(\x0e2\x1a.weft.workload.v1.MTLSModeR\x04mode\x12R\n" +
 	"\n" +
