@@ -20,6 +20,43 @@ const (
 	DataplaneModeNone    = "none"
 )
 
+// Waypoints, as Istio ambient users know them: a Gateway API Gateway of class istio-waypoint
+// with one listener {name mesh, port 15008, protocol HBONE}, deployed by the controller.
+const (
+	// WaypointGatewayClass is the GatewayClass of waypoints and WaypointController its
+	// controllerName (Istio's constants.ManagedGatewayMeshController).
+	WaypointGatewayClass = "istio-waypoint"
+	WaypointController   = "istio.io/mesh-controller"
+	// WaypointListener, WaypointPort and WaypointProtocol are the one listener a waypoint has.
+	WaypointListener = "mesh"
+	WaypointPort     = 15008
+	WaypointProtocol = "HBONE"
+	// LabelUseWaypoint on a namespace, Service or Pod names the waypoint (a Gateway) that
+	// traffic to it traverses; a Service's or Pod's label overrides its namespace's, and
+	// UseWaypointNone opts out. LabelUseWaypointNamespace, on the same object, names the
+	// waypoint's namespace when it is not the object's own.
+	LabelUseWaypoint          = "istio.io/use-waypoint"
+	LabelUseWaypointNamespace = "istio.io/use-waypoint-namespace"
+	UseWaypointNone           = "none"
+	// LabelWaypointFor on a waypoint Gateway says which traffic it handles: WaypointForService
+	// (the default: traffic addressed to a Service VIP), WaypointForWorkload (to a pod IP),
+	// WaypointForAll or WaypointForNone.
+	LabelWaypointFor    = "istio.io/waypoint-for"
+	WaypointForService  = "service"
+	WaypointForWorkload = "workload"
+	WaypointForAll      = "all"
+	WaypointForNone     = "none"
+	// LabelGatewayName is on every object the controller deploys for a Gateway, and selects
+	// the waypoint's pods.
+	LabelGatewayName = "gateway.networking.k8s.io/gateway-name"
+	// LabelWaypointFallback, with the value WaypointFallbackDirect on a Pod, Service or
+	// namespace (the most specific object that has the label wins), opts into bypassing a
+	// waypoint that is missing or has no healthy pod: traffic then goes directly to the
+	// destination without the waypoint's L7 policies. Without it, such traffic is refused.
+	LabelWaypointFallback  = "weft.dev/waypoint-fallback"
+	WaypointFallbackDirect = "direct"
+)
+
 // Pod annotations that the mesh honours.
 const (
 	AnnotationExcludeInboundPorts  = "traffic.sidecar.istio.io/excludeInboundPorts"

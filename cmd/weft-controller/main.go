@@ -26,6 +26,7 @@ import (
 	"github.com/weftmesh/weft/controller/admin"
 	"github.com/weftmesh/weft/controller/app"
 	"github.com/weftmesh/weft/controller/translate"
+	"github.com/weftmesh/weft/controller/waypoint"
 )
 
 func main() {
@@ -47,6 +48,7 @@ func run() error {
 		dnsNames      = flag.String("serving-dns-names", "", "comma-separated DNS names of the serving certificate (default weft-controller.<namespace>.svc and its FQDN)")
 		ips           = flag.String("serving-ips", "", "comma-separated IP SANs of the serving certificate")
 		logLevel      = flag.String("log-level", "info", "debug, info, warn or error")
+		waypointImage = flag.String("waypoint-image", waypoint.DefaultImage, "image of the waypoints deployed for Gateways of class istio-waypoint")
 	)
 	flag.Parse()
 	var level slog.Level
@@ -99,7 +101,7 @@ func run() error {
 		Kube: kube, Istio: istio, Gateway: gateway, Namespace: *namespace,
 		Translate:  translate.Options{TrustDomain: *trustDomain, ClusterDomain: *clusterDomain, RootNamespace: *rootNS},
 		ListenAddr: *listen, AdminAddr: *adminAddr, ServingDNSNames: names, ServingIPs: sans,
-		Registry: reg, Logger: log,
+		Registry: reg, Logger: log, WaypointImage: *waypointImage,
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/weftmesh/weft/controller/translate"
 )
@@ -18,6 +19,8 @@ import (
 type clients struct {
 	kube  kubernetes.Interface
 	istio istioclient.Interface
+	// gateway reads and writes Gateway API objects (waypoints).
+	gateway gatewayclient.Interface
 	// server is the apiserver's URL, for messages.
 	server string
 	// namespace is the kubeconfig context's namespace, empty when it names none.
@@ -49,6 +52,9 @@ func connectKubeconfig(f *flags) (*clients, error) {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	if c.istio, err = istioclient.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	if c.gateway, err = gatewayclient.NewForConfig(cfg); err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	return c, nil
@@ -109,6 +115,19 @@ func load(ctx context.Context, c *clients) (translate.Input, []string, error) {
 		return in, nil, listError(c, "authorizationpolicies.security.istio.io", err)
 	default:
 		in.AuthorizationPolicies = aps.Items
+	}
+	// Waypoints (Gateways): without the Gateway API there are none.
+	if c.gateway != nil {
+		gws, err := c.gateway.GatewayV1().Gateways("").List(ctx, opts)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return in, nil, listError(c, "gateways.gateway.networking.k8s.io", err)
+		default:
+			for i := range gws.Items {
+				in.Gateways = append(in.Gateways, &gws.Items[i])
+			}
+		}
 	}
 	return in, notes, nil
 }

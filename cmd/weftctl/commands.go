@@ -29,7 +29,7 @@ func newRootCommand(connect connectFunc) *cobra.Command {
 	f := &flags{}
 	root := &cobra.Command{
 		Use:           "weftctl",
-		Short:         "Inspect a Weft mesh: which policies apply to a workload, and why",
+		Short:         "Inspect a Weft mesh (which policies apply to a workload, and why) and manage its waypoints",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -88,7 +88,7 @@ controller's own translation of the cluster's objects.`,
 			})
 		},
 	}
-	root.AddCommand(authz, tls)
+	root.AddCommand(authz, tls, newWaypointCommand(connect, f))
 	return root
 }
 

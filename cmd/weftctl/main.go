@@ -3,6 +3,9 @@
 //
 //	weftctl authz check <pod> [-n namespace]   the AuthorizationPolicies that apply to a workload, and why
 //	weftctl tls-check <pod> [-n namespace]     the effective mutual TLS mode per port
+//	weftctl waypoint apply -n <ns> [--name waypoint] [--enroll-namespace] [--for service|workload|all|none] [--wait]
+//	weftctl waypoint delete -n <ns> [--name waypoint]
+//	weftctl waypoint list [-n <ns> | -A]
 //
 // It reads the cluster as kubectl does (--kubeconfig, KUBECONFIG, ~/.kube/config); -o json
 // prints the same answer as JSON.

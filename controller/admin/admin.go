@@ -1,8 +1,10 @@
 // Package admin serves the controller's health, metrics and debug pages: /healthz (alive),
 // /readyz (informers synced, first configuration pushed, xDS serving), /metrics (Prometheus),
 // /debug/model (every workload and service of the mesh), /debug/push (what was pushed, sent,
-// ACKed and NACKed per node agent), /debug/node?name=<node> (what one node receives) and
-// /debug/warnings (problems found in the cluster's objects, each with its fix).
+// ACKed and NACKed per node agent), /debug/node?name=<node> (what one node receives),
+// /debug/waypoints (each waypoint's configuration version and, per waypoint pod, what was
+// pushed, sent, ACKed and NACKed) and /debug/warnings (problems found in the cluster's
+// objects, each with its fix).
 package admin
 
 import (
@@ -51,6 +53,10 @@ func Run(ctx context.Context, o Options) error {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /debug/push", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, o.XDS.Statuses()) })
+	// The waypoints: the version of each one's configuration, and where each pod stands.
+	mux.HandleFunc("GET /debug/waypoints", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]any{"configs": o.XDS.WaypointConfigs(), "pods": o.XDS.WaypointStatuses()})
+	})
 	mux.HandleFunc("GET /debug/model", func(w http.ResponseWriter, _ *http.Request) {
 		m := o.XDS.Mesh()
 		if m == nil {

@@ -23,7 +23,7 @@ func TestPages(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	x, err := xds.New(ctx, xds.Options{Authenticate: func(context.Context) (string, error) { return "", errors.New("no") }, Registerer: reg})
+	x, err := xds.New(ctx, xds.Options{Authenticate: func(context.Context) (xds.Peer, error) { return xds.Peer{}, errors.New("no") }, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +79,7 @@ func TestPages(t *testing.T) {
 		{"/debug/node", 400, "name the node"},
 		{"/debug/push", 200, `"node": "node-a"`},
 		{"/debug/warnings", 200, "excludeInboundPorts"},
+		{"/debug/waypoints", 200, `"configs": {}`},
 		{"/metrics", 200, "weft_controller_xds_pushes_total 1"},
 	} {
 		code, body := get(tc.path)

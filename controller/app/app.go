@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,9 @@ import (
 	"github.com/weftmesh/weft/controller/cluster"
 	"github.com/weftmesh/weft/controller/status"
 	"github.com/weftmesh/weft/controller/translate"
+	"github.com/weftmesh/weft/controller/waypoint"
 	"github.com/weftmesh/weft/controller/xds"
+	"github.com/weftmesh/weft/internal/pki"
 )
 
 // Config configures the controller.
@@ -58,6 +61,9 @@ type Config struct {
 	Debounce, MaxDelay time.Duration
 	Registry           *prometheus.Registry
 	Logger             *slog.Logger
+	// WaypointImage is the image of the waypoints the controller deploys for Gateways of class
+	// istio-waypoint; empty means waypoint.DefaultImage.
+	WaypointImage string
 }
 
 // Run runs the controller until ctx is done.
@@ -99,15 +105,20 @@ func Run(ctx context.Context, cfg Config) error {
 	authn := authority.Authenticator()
 	kick := make(chan struct{}, 1)
 	server, err := xds.New(ctx, xds.Options{
-		Authenticate: func(ctx context.Context) (string, error) {
+		Authenticate: func(ctx context.Context) (xds.Peer, error) {
 			caller, err := authn.Authenticate(ctx)
 			if err != nil {
-				return "", err
+				return xds.Peer{}, err
 			}
-			if caller.Namespace != agentNS || caller.ServiceAccount != agentSA || caller.NodeName == "" {
-				return "", grpcstatus.Errorf(codes.PermissionDenied, "%s may not receive workload discovery: only node agents (%s/%s, with a token bound to their pod) may", caller, agentNS, agentSA)
+			if caller.Namespace == agentNS && caller.ServiceAccount == agentSA {
+				if caller.NodeName == "" {
+					return xds.Peer{}, grpcstatus.Errorf(codes.PermissionDenied, "%s may not receive workload discovery: a node agent needs a token bound to its pod", caller)
+				}
+				return xds.Peer{Node: caller.NodeName}, nil
 			}
-			return caller.NodeName, nil
+			// Anyone else may subscribe only as a pod of a waypoint whose service account it
+			// runs as (checked by the server on the stream's first request).
+			return xds.Peer{Namespace: caller.Namespace, ServiceAccount: caller.ServiceAccount, Pod: caller.PodName}, nil
 		},
 		NewNode:    func(string) { notify(kick) },
 		Registerer: cfg.Registry,
@@ -133,6 +144,21 @@ func Run(ctx context.Context, cfg Config) error {
 	// AuthorizationPolicy status: written in the background after each push, never holding it up.
 	policyStatus := status.New(status.Options{Client: cfg.Istio, Get: cl.AuthorizationPolicy, Logger: log})
 	go policyStatus.Run(ctx)
+	// VirtualService, DestinationRule and HTTPRoute status from the waypoint translation.
+	routeStatus := status.NewRouteWriter(status.RouteOptions{Istio: cfg.Istio, Gateway: cfg.Gateway, Logger: log})
+	go routeStatus.Run(ctx)
+	// Waypoints: Deployment, Service and ServiceAccount per waypoint Gateway, its status, and
+	// the CA roots in its namespace; reconciled in the background after each push.
+	var waypoints *waypoint.Reconciler
+	if cfg.Gateway != nil {
+		waypoints = waypoint.New(waypoint.Options{
+			Kube: cfg.Kube, Gateway: cfg.Gateway, Reader: cl, Image: cfg.WaypointImage,
+			ControllerNamespace: cfg.Namespace,
+			Roots:               func() string { return string(pki.EncodeCertificates(authority.Bundle())) },
+			Logger:              log,
+		})
+		go waypoints.Run(ctx)
+	}
 	g := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(authority.ServerTLSConfig())),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -163,9 +189,20 @@ func Run(ctx context.Context, cfg Config) error {
 			return
 		}
 		m := translate.Build(in, cfg.Translate)
-		warned = logNew(log, warned, m.Warnings)
+		wps, err := buildWaypoints(m, in, cl.EnvoyInput, cfg.Translate)
+		if err != nil { // the agents still get theirs; the waypoints keep what they have
+			log.Error("read the waypoints' namespaces", "err", err)
+			server.Push(ctx, m, nodes)
+			return
+		}
+		warned = logNew(log, warned, append(slices.Clip(m.Warnings), wps.problems...))
 		server.Push(ctx, m, nodes)
-		policyStatus.Update(m.PolicyStatus)
+		server.PushWaypoints(ctx, wps.configs)
+		policyStatus.Update(wps.policies)
+		routeStatus.Update(wps.routes)
+		if waypoints != nil {
+			waypoints.Update(in.Gateways)
+		}
 	}
 	push()
 	ready.Store(new(error))

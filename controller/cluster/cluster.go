@@ -19,9 +19,14 @@ import (
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	networkinglisters "istio.io/client-go/pkg/listers/networking/v1"
 	istiolisters "istio.io/client-go/pkg/listers/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
@@ -31,6 +36,7 @@ import (
 	gatewayinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 	gatewaylisters "sigs.k8s.io/gateway-api/pkg/client/listers/apis/v1"
 
+	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/controller/envoy"
 	"github.com/weftmesh/weft/controller/translate"
 )
@@ -40,6 +46,10 @@ type Cluster struct {
 	kube    informers.SharedInformerFactory
 	istio   istioinformers.SharedInformerFactory
 	gateway gatewayinformers.SharedInformerFactory // nil without the Gateway API CRDs
+	// waypointKube watches the Deployments deployed for Gateways (labelled with the gateway
+	// name); nil without the Gateway API CRDs.
+	waypointKube informers.SharedInformerFactory
+	deployments  appslisters.DeploymentLister
 
 	namespaces    corelisters.NamespaceLister
 	pods          corelisters.PodLister
@@ -95,6 +105,13 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, gateway gateway
 		gw := c.gateway.Gateway().V1().Gateways()
 		c.gateways = gw.Lister()
 		watch = append(watch, watched{"Gateway", gw.Informer()})
+		// The waypoints' Deployments (their availability is the Gateways' Programmed status).
+		c.waypointKube = informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = api.LabelGatewayName
+		}))
+		deps := c.waypointKube.Apps().V1().Deployments()
+		c.deployments = deps.Lister()
+		watch = append(watch, watched{"Deployment", deps.Informer()})
 	}
 	if httpRouteServed {
 		hr := c.gateway.Gateway().V1().HTTPRoutes()
@@ -150,6 +167,9 @@ func (c *Cluster) Start(ctx context.Context) {
 	if c.gateway != nil {
 		c.gateway.Start(ctx.Done())
 	}
+	if c.waypointKube != nil {
+		c.waypointKube.Start(ctx.Done())
+	}
 }
 
 // WaitForSync blocks until every informer has listed its objects, or ctx is done.
@@ -194,17 +214,37 @@ func (c *Cluster) Input() (translate.Input, error) {
 	if in.AuthorizationPolicies, err = c.authzPolicies.List(all); err != nil {
 		return in, err
 	}
+	if in.Gateways, err = c.Gateways(); err != nil {
+		return in, err
+	}
 	return in, nil
 }
 
-// statusOnly reports whether an update changed only an AuthorizationPolicy's status (the
-// controller writes it after each push): nothing the translation reads, so no rebuild.
+// statusOnly reports whether an update changed only an object's status — the controller
+// writes the status of waypoint Gateways, AuthorizationPolicies, VirtualServices,
+// DestinationRules and HTTPRoutes after each push — so nothing the translation reads changed
+// and no rebuild is due. A custom resource's spec changes bump its generation.
 func statusOnly(old, cur any) bool {
-	o, ok1 := old.(*securityv1.AuthorizationPolicy)
-	n, ok2 := cur.(*securityv1.AuthorizationPolicy)
-	return ok1 && ok2 && o.Generation == n.Generation &&
-		maps.Equal(o.Labels, n.Labels) && maps.Equal(o.Annotations, n.Annotations) &&
-		proto.Equal(&o.Spec, &n.Spec)
+	o, ok1 := old.(metav1.Object)
+	n, ok2 := cur.(metav1.Object)
+	if !ok1 || !ok2 {
+		return false
+	}
+	switch cur := cur.(type) {
+	case *gatewayv1.Gateway, *gatewayv1.HTTPRoute, *networkingv1.VirtualService, *networkingv1.DestinationRule:
+		if n.GetGeneration() == 0 { // not set by an apiserver (a fake client): compare nothing
+			return false
+		}
+	case *securityv1.AuthorizationPolicy:
+		o, ok := old.(*securityv1.AuthorizationPolicy)
+		if !ok || !proto.Equal(&o.Spec, &cur.Spec) {
+			return false
+		}
+	default:
+		return false
+	}
+	return o.GetGeneration() == n.GetGeneration() &&
+		maps.Equal(o.GetLabels(), n.GetLabels()) && maps.Equal(o.GetAnnotations(), n.GetAnnotations())
 }
 
 // Nodes returns the names of the cluster's nodes.
@@ -232,6 +272,20 @@ func (c *Cluster) Gateways() ([]*gatewayv1.Gateway, error) {
 		return nil, nil
 	}
 	return c.gateways.List(labels.Everything())
+}
+
+// Deployment returns a Deployment deployed for a Gateway (labelled with its name) from the
+// informer's cache; NotFound for any other, and without the Gateway API CRDs.
+func (c *Cluster) Deployment(namespace, name string) (*appsv1.Deployment, error) {
+	if c.deployments == nil {
+		return nil, apierrors.NewNotFound(appsv1.Resource("deployments"), name)
+	}
+	return c.deployments.Deployments(namespace).Get(name)
+}
+
+// Service returns a Service from the informer's cache.
+func (c *Cluster) Service(namespace, name string) (*corev1.Service, error) {
+	return c.services.Services(namespace).Get(name)
 }
 
 // EnvoyInput returns the objects of namespace that a waypoint there is configured from

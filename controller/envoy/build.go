@@ -34,12 +34,17 @@ type Input struct {
 	HTTPRoutes []*gatewayv1.HTTPRoute
 	// ServiceEntries add external hosts (resolution DNS or STATIC) that routes can name.
 	ServiceEntries []*networkingv1.ServiceEntry
+	// NamespaceLabels are the labels of the namespace (its istio.io/dataplane-mode enrolls its
+	// pods, as translate.Enrolled decides); nil means none.
+	NamespaceLabels map[string]string
 }
 
 // Options are the mesh-wide settings of a translation.
 type Options struct {
 	// ClusterDomain is the DNS suffix of services; empty means "cluster.local".
 	ClusterDomain string
+	// TrustDomain of the workload identities in endpoint metadata; empty means "cluster.local".
+	TrustDomain string
 }
 
 // ListenerName is the name of the Listener: like Istio's waypoint, an internal listener to
@@ -113,6 +118,7 @@ func (s *service) port(n uint32) *svcPort {
 type builder struct {
 	in       Input
 	domain   string
+	td       string
 	services map[string]*service // by FQDN
 	alias    map[string]*service // every name a rule of the namespace may use
 	pods     map[string]*corev1.Pod
@@ -129,6 +135,7 @@ func Build(in Input, o Options) *Config {
 	b := &builder{
 		in:       in,
 		domain:   cmp.Or(o.ClusterDomain, "cluster.local"),
+		td:       cmp.Or(o.TrustDomain, "cluster.local"),
 		services: map[string]*service{},
 		alias:    map[string]*service{},
 		pods:     map[string]*corev1.Pod{},
@@ -315,9 +322,10 @@ func (b *builder) endpoints(s *service, port *svcPort, sel map[string]string) []
 	type ep struct {
 		addr string
 		port uint32
+		pod  *corev1.Pod // nil when the endpoint names no pod of the namespace
 	}
 	var eps []ep
-	seen := map[ep]bool{}
+	seen := map[[2]string]bool{}
 	for _, es := range b.in.EndpointSlices {
 		if es.Namespace != s.svc.Namespace || es.Labels[discoveryv1.LabelServiceName] != s.svc.Name || es.AddressType == discoveryv1.AddressTypeFQDN {
 			continue
@@ -335,19 +343,17 @@ func (b *builder) endpoints(s *service, port *svcPort, sel map[string]string) []
 			if len(e.Addresses) == 0 || e.Conditions.Ready != nil && !*e.Conditions.Ready {
 				continue
 			}
-			if len(sel) > 0 {
-				if e.TargetRef == nil || e.TargetRef.Kind != "Pod" {
-					continue
-				}
-				pod := b.pods[e.TargetRef.Name]
-				if pod == nil || !matches(sel, pod.Labels) {
-					continue
-				}
+			var pod *corev1.Pod
+			if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+				pod = b.pods[e.TargetRef.Name]
 			}
-			k := ep{e.Addresses[0], target}
+			if len(sel) > 0 && (pod == nil || !matches(sel, pod.Labels)) {
+				continue
+			}
+			k := [2]string{e.Addresses[0], strconv.FormatUint(uint64(target), 10)}
 			if !seen[k] {
 				seen[k] = true
-				eps = append(eps, k)
+				eps = append(eps, ep{e.Addresses[0], target, pod})
 			}
 		}
 	}
@@ -357,6 +363,7 @@ func (b *builder) endpoints(s *service, port *svcPort, sel map[string]string) []
 		out[i] = &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.addr, e.port)}},
 			HealthStatus:   corev3.HealthStatus_HEALTHY,
+			Metadata:       b.endpointMetadata(e.pod),
 		}
 	}
 	return out

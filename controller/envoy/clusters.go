@@ -341,7 +341,8 @@ func cluster(name string, port *svcPort, policy *networking.TrafficPolicy, repor
 		}
 	}
 	if od := policy.OutlierDetection; od != nil {
-		o := &clusterv3.OutlierDetection{}
+		// Istio turns Envoy's success-rate ejection off (its default enforcing is 100).
+		o := &clusterv3.OutlierDetection{EnforcingSuccessRate: wrapperspb.UInt32(0)}
 		if v := od.Consecutive_5XxErrors; v != nil {
 			o.Consecutive_5Xx = wrapperspb.UInt32(v.Value)
 			o.EnforcingConsecutive_5Xx = wrapperspb.UInt32(enforcing(v.Value))

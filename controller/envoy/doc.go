@@ -17,9 +17,12 @@
 // fix, and only the affected part is left out: a route is dropped, a field is ignored when
 // ignoring it is harmless, an object is skipped when it is not.
 //
-// Nothing consumes it yet: the next step (issue 6) is the controller's waypoint support —
-// finding the waypoints (Gateways of class istio-waypoint, listed by controller/cluster),
-// calling [Build] for each waypoint's namespace and serving the result to that waypoint over
-// delta ADS from controller/xds, writing the Problems as VirtualService and DestinationRule
-// status conditions — and the waypoint proxy (waypoint/) that implements these resources.
+// Every LbEndpoint backed by a pod of the namespace carries filter_metadata["weft"]: tunnel
+// "HBONE" and identity "spiffe://<td>/ns/<ns>/sa/<sa>" for a workload in the mesh (enrolled, as
+// translate.Enrolled decides from Input.NamespaceLabels, or a waypoint's pod), so the
+// waypoint re-tunnels to it over HBONE and verifies that identity; and workload, namespace,
+// app and version (canonical service and revision) for Istio's metrics labels.
+//
+// controller/waypointcfg merges the RBAC filters of controller/rbac into this configuration;
+// controller/app serves the result to each waypoint from controller/xds.
 package envoy

@@ -39,6 +39,8 @@ func inputOf(t *testing.T, objs []runtime.Object) Input {
 	in := Input{Namespace: "default"}
 	for _, obj := range objs {
 		switch o := obj.(type) {
+		case *corev1.Namespace:
+			in.NamespaceLabels = o.Labels
 		case *corev1.Pod:
 			in.Pods = append(in.Pods, o)
 		case *corev1.Service:

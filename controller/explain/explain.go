@@ -251,7 +251,7 @@ func applies(ap *securityv1.AuthorizationPolicy, pod *corev1.Pod, root string, s
 			if svc == nil || svc.Namespace != pod.Namespace || len(svc.Spec.Selector) == 0 || !matches(svc.Spec.Selector, pod.Labels) {
 				continue
 			}
-			return "targetRefs Service " + key + ": not enforced without a waypoint", true
+			return "targetRefs Service " + key + " (L7: enforced by its waypoint)", true
 		}
 		return "", false
 	}
@@ -296,8 +296,10 @@ func enforced(ap *securityv1.AuthorizationPolicy, c *translate.PolicyCondition, 
 		return "no: pod not in the mesh"
 	case c == nil:
 		return "unknown: no condition"
+	case c.Type == translate.ConditionWaypointAccepted && c.Status:
+		return "yes, at the waypoint"
 	case c.Type == translate.ConditionWaypointAccepted:
-		return "no: needs a waypoint"
+		return "no: needs a waypoint (see its WaypointAccepted condition)"
 	case !c.Status && c.Reason == translate.ReasonInvalid:
 		return "no: invalid"
 	case !c.Status && ap.Spec.GetAction() == securityv1beta1.AuthorizationPolicy_CUSTOM:

@@ -136,7 +136,7 @@ func TestAuthzRows(t *testing.T) {
 		{"mesh/only-l7", "ALLOW", "selector app=books", "partly: fields L4 cannot check", []string{"no rule left: matches no connection"}},
 		{"mesh/ext-authz", "CUSTOM", "selector app=books", "no: CUSTOM needs a waypoint", []string{}},
 		{"mesh/trial", "DENY", "selector app=books", "no: dry-run", []string{}},
-		{"mesh/books-waypoint", "ALLOW", "targetRefs Service mesh/books: not enforced without a waypoint", "no: needs a waypoint", []string{}},
+		{"mesh/books-waypoint", "ALLOW", "targetRefs Service mesh/books (L7: enforced by its waypoint)", "no: needs a waypoint (see its WaypointAccepted condition)", []string{}},
 		{"mesh/deny-no-rules", "DENY", "namespace mesh", "no: invalid", []string{}},
 	} {
 		got, ok := rows[tc.policy]

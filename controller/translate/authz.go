@@ -11,6 +11,7 @@ import (
 	typev1beta1 "istio.io/api/type/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 
+	"github.com/weftmesh/weft/api"
 	workloadv1 "github.com/weftmesh/weft/api/workload/v1"
 )
 
@@ -84,8 +85,9 @@ const annotationDryRun = "istio.io/dry-run"
 //
 // serviceAccounts hold "<ns>/<sa>" (or "<sa>" in the policy's namespace) and become principal
 // suffixes "/ns/<ns>/sa/<sa>", which is exact: neither a trust domain nor a Kubernetes name
-// contains "/". services holds the "<namespace>/<name>" of every Service (targetRefs).
-func authorization(ap *securityv1.AuthorizationPolicy, services map[string]bool, o Options) *policy {
+// contains "/". services maps the "<namespace>/<name>" of every Service to the key of the
+// waypoint it is bound to ("" when none), and waypoints holds the waypoints (targetRefs).
+func authorization(ap *securityv1.AuthorizationPolicy, services map[string]string, waypoints map[string]*Waypoint, o Options) *policy {
 	spec := &ap.Spec
 	p := &policy{name: AuthorizationName(ap.Namespace, ap.Name)}
 	ztunnel := func(status bool, reason, format string, args ...any) {
@@ -106,8 +108,10 @@ func authorization(ap *securityv1.AuthorizationPolicy, services map[string]bool,
 		return fail(ReasonInvalid, "only one of targetRefs or selector can be set; remove one of them")
 	}
 	if len(refs) > 0 {
-		p.cond = waypointCondition(ap, refs, services, o)
-		p.warning = fmt.Errorf("AuthorizationPolicy %s/%s: %s", ap.Namespace, ap.Name, p.cond.Message)
+		p.cond = waypointCondition(ap, refs, services, waypoints, o)
+		if !p.cond.Status {
+			p.warning = fmt.Errorf("AuthorizationPolicy %s/%s: %s", ap.Namespace, ap.Name, p.cond.Message)
+		}
 		return p
 	}
 
@@ -208,10 +212,15 @@ func authorization(ap *securityv1.AuthorizationPolicy, services map[string]bool,
 }
 
 // waypointCondition is the WaypointAccepted condition of a policy with targetRefs. Such a
-// policy is for a waypoint only (istiod never sends it to ztunnel); Weft runs no waypoint
-// yet, so it binds to nothing and has no effect, as in Istio when the target has no waypoint.
-func waypointCondition(ap *securityv1.AuthorizationPolicy, refs []*typev1beta1.PolicyTargetReference, services map[string]bool, o Options) PolicyCondition {
-	type binding struct{ ancestor, reason, message string }
+// policy is for a waypoint only (istiod never sends it to ztunnel): it is accepted when every
+// target is a waypoint Gateway, the waypoint class, or a Service bound to a waypoint, and has
+// no effect otherwise, as in Istio. What the waypoint enforces of it is reported by the
+// waypoint's own translation (controller/rbac).
+func waypointCondition(ap *securityv1.AuthorizationPolicy, refs []*typev1beta1.PolicyTargetReference, services map[string]string, waypoints map[string]*Waypoint, o Options) PolicyCondition {
+	type binding struct {
+		ancestor, reason, message string
+		bound                     bool
+	}
 	var bs []binding
 	for i, ref := range refs {
 		ns := ap.Namespace
@@ -226,17 +235,28 @@ func waypointCondition(ap *securityv1.AuthorizationPolicy, refs []*typev1beta1.P
 		b := binding{ancestor: ref.GetKind() + "." + group + ":" + key, reason: ReasonInvalid}
 		switch {
 		case ref.GetKind() == "Service" && (ref.GetGroup() == "" || ref.GetGroup() == "core"):
-			if services[key] {
+			wp, found := services[key]
+			switch {
+			case wp != "":
+				b.bound, b.message = true, fmt.Sprintf("Service %s is bound to waypoint %s", key, wp)
+			case found:
 				b.reason, b.message = ReasonAncestorNotBound, fmt.Sprintf("Service %s is not bound to a waypoint", key)
-			} else {
+			default:
 				b.reason, b.message = ReasonTargetNotFound, fmt.Sprintf("Service %s was not found", key)
 			}
 		case ref.GetKind() == "Gateway" && ref.GetGroup() == "gateway.networking.k8s.io":
-			b.reason, b.message = ReasonTargetNotFound, fmt.Sprintf("Gateway %s is not a waypoint of this mesh", key)
-		case ref.GetKind() == "GatewayClass" && ref.GetGroup() == "gateway.networking.k8s.io":
-			if ap.Namespace != o.RootNamespace {
-				b.message = fmt.Sprintf("AuthorizationPolicy must be in the root namespace `%s` when referencing a GatewayClass", o.RootNamespace)
+			if waypoints[key] != nil {
+				b.bound, b.message = true, fmt.Sprintf("bound to waypoint %s", key)
 			} else {
+				b.reason, b.message = ReasonTargetNotFound, fmt.Sprintf("Gateway %s is not a waypoint of this mesh", key)
+			}
+		case ref.GetKind() == "GatewayClass" && ref.GetGroup() == "gateway.networking.k8s.io":
+			switch {
+			case ap.Namespace != o.RootNamespace:
+				b.message = fmt.Sprintf("AuthorizationPolicy must be in the root namespace `%s` when referencing a GatewayClass", o.RootNamespace)
+			case ref.GetName() == api.WaypointGatewayClass:
+				b.bound, b.message = true, fmt.Sprintf("bound to every waypoint of class %s", ref.GetName())
+			default:
 				b.reason, b.message = ReasonTargetNotFound, fmt.Sprintf("GatewayClass %s is not a waypoint class of this mesh", ref.GetName())
 			}
 		case ref.GetKind() == "ServiceEntry" && ref.GetGroup() == "networking.istio.io":
@@ -244,21 +264,30 @@ func waypointCondition(ap *securityv1.AuthorizationPolicy, refs []*typev1beta1.P
 		default:
 			b.message = fmt.Sprintf("targetRefs[%d]: kind %q of group %q cannot carry an AuthorizationPolicy; target a Service (group \"\") or a Gateway (group gateway.networking.k8s.io)", i, ref.GetKind(), ref.GetGroup())
 		}
+		if b.bound {
+			b.reason = ReasonAccepted
+		}
 		bs = append(bs, b)
 	}
-	const why = " A policy with targetRefs is enforced only by a waypoint proxy, never at L4, and Weft runs no waypoints yet: the policy has no effect. To enforce its L4 rules in the node agents, replace targetRefs with a selector."
+	const why = " A policy with targetRefs is enforced only by a waypoint proxy, never at L4: it has no effect until its targets are bound to a waypoint. To enforce its L4 rules in the node agents, replace targetRefs with a selector."
 	c := PolicyCondition{Type: ConditionWaypointAccepted, ObservedGeneration: ap.Generation}
-	if len(bs) == 1 {
-		c.Reason, c.Message = bs[0].reason, bs[0].message+"."+why
-		return c
-	}
 	var ancestors, details []string
+	all := true
 	for _, b := range bs {
 		ancestors = append(ancestors, b.ancestor)
 		details = append(details, b.message)
+		all = all && b.bound
 	}
-	c.Reason = ReasonInvalid
-	c.Message = "Invalid targetRefs: " + strings.Join(ancestors, ", ") + " (" + strings.Join(details, "; ") + ")." + why
+	switch {
+	case all:
+		c.Status, c.Reason = true, ReasonAccepted
+		c.Message = "Enforced by the waypoint: " + strings.Join(details, "; ") + "."
+	case len(bs) == 1:
+		c.Reason, c.Message = bs[0].reason, bs[0].message+"."+why
+	default:
+		c.Reason = ReasonInvalid
+		c.Message = "Invalid targetRefs: " + strings.Join(ancestors, ", ") + " (" + strings.Join(details, "; ") + ")." + why
+	}
 	return c
 }
 

@@ -25,5 +25,24 @@
 // policies this node does not receive; only the workload's own node enforces them. What L4
 // cannot enforce (HTTP attributes, connection.sni, CUSTOM, dry-run, targetRefs, malformed
 // fields) is resolved in the safe direction and reported per policy in Mesh.PolicyStatus, with
-// the condition types Istio writes (ZtunnelAccepted, WaypointAccepted).
+// the condition types Istio writes (ZtunnelAccepted, WaypointAccepted). A targetRefs policy is
+// WaypointAccepted=True when every target is a waypoint Gateway, the istio-waypoint class, or a
+// Service bound to a waypoint (what the waypoint enforces of it is controller/rbac's to say).
+//
+// Waypoints (Input.Gateways): a Gateway of class istio-waypoint with one listener on port 15008,
+// protocol HBONE, is a waypoint (IsWaypoint). Its pods (label
+// gateway.networking.k8s.io/gateway-name=<gateway>, service account <gateway>) are workloads
+// with native_tunnel and tunnel protocol HBONE, sent to every node whatever their namespace's
+// mode: agents reach them over HBONE and never capture them; waypoints have no waypoint. Its
+// Service is an ordinary service (VIP, port 15008, the pods as endpoints). istio.io/use-waypoint
+// on a Service or Pod, else on its namespace, names the waypoint ("none" opts out), in the
+// namespace istio.io/use-waypoint-namespace names (read from the same object); the Gateway's
+// istio.io/waypoint-for (service by default, workload, all, none) decides whether it becomes the
+// Service's waypoint (traffic to the VIP), the enrolled Workload's (traffic to the pod IP),
+// both or neither. The GatewayAddress always carries the waypoint Service's namespace and
+// hostname, and its VIP once the waypoint is deployed: a waypoint that is missing or invalid
+// still appears (without address), so agents refuse the traffic instead of bypassing the
+// waypoint, unless weft.dev/waypoint-fallback=direct on the pod, service or namespace sets
+// fallback_direct. Such problems are warnings. Mesh.Waypoints lists each waypoint with the
+// Services and workloads bound to it.
 package translate

@@ -4,6 +4,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Input is the state of the cluster that the mesh is built from. The objects are read, never
@@ -16,6 +17,8 @@ type Input struct {
 	PeerAuthentications []*securityv1.PeerAuthentication
 	// AuthorizationPolicies are translated into authorization resources (see authorization).
 	AuthorizationPolicies []*securityv1.AuthorizationPolicy
+	// Gateways are the Gateway API Gateways; those of class istio-waypoint are waypoints.
+	Gateways []*gatewayv1.Gateway
 }
 
 // Options are the mesh-wide settings of a translation.

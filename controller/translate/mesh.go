@@ -30,6 +30,9 @@ type Mesh struct {
 	// PolicyStatus holds the status condition of every AuthorizationPolicy, by
 	// PolicyKey(namespace, name).
 	PolicyStatus map[string]PolicyCondition
+	// Waypoints holds every waypoint (a Gateway of class istio-waypoint with valid listeners)
+	// and the Services and workloads bound to it, by WaypointKey(namespace, name).
+	Waypoints map[string]*Waypoint
 
 	shared map[string]Resource            // what every node receives
 	local  map[string]map[string]Resource // node → its own workloads that are not shared
@@ -44,16 +47,18 @@ func Build(in Input, o Options) *Mesh {
 		nsLabels[ns.Name] = ns.Labels
 	}
 	pa := newPeerAuthIndex(in.PeerAuthentications, o.RootNamespace)
+	wps := newWaypoints(in, nsLabels, o)
+	svcWaypoints := wps.serviceWaypoints(in)
 	workloads := map[string]*workloadv1.Workload{}
 	for _, pod := range in.Pods {
-		w, warnings := workload(pod, nsLabels[pod.Namespace], pa, o)
+		w, warnings := workload(pod, nsLabels[pod.Namespace], pa, wps, o)
 		m.Warnings = append(m.Warnings, warnings...)
 		if w != nil {
 			workloads[w.Uid] = w
 		}
 	}
 	known := func(uid string) bool { return workloads[uid] != nil }
-	policies := m.authorizations(in, workloads, o)
+	policies := m.authorizations(in, workloads, svcWaypoints, wps.byKey, o)
 
 	slicesBySvc := map[[2]string][]*discoveryv1.EndpointSlice{}
 	for _, es := range in.EndpointSlices {
@@ -67,6 +72,12 @@ func Build(in Input, o Options) *Mesh {
 		s := service(svc, slicesBySvc[[2]string{svc.Namespace, svc.Name}], known, o)
 		if s == nil {
 			continue
+		}
+		if !wps.ownService(svc) {
+			var wp *Waypoint
+			if s.Waypoint, wp = wps.resolve(forService, "Service "+svc.Namespace+"/"+svc.Name, svc.Namespace, svc.Labels); wp != nil {
+				wp.Services = append(wp.Services, svc.Namespace+"/"+svc.Name)
+			}
 		}
 		name := ServiceName(s.Namespace, s.Hostname)
 		r, err := newResource(&workloadv1.Address{Name: name, Type: &workloadv1.Address_Service{Service: s}})
@@ -108,6 +119,8 @@ func Build(in Input, o Options) *Mesh {
 		m.addLocal(w.Node, uid)
 	}
 	m.scopePolicies(policies, workloads)
+	m.Waypoints = wps.list()
+	m.Warnings = append(m.Warnings, wps.warnings...)
 	return m
 }
 
@@ -122,15 +135,11 @@ func (m *Mesh) addLocal(node, name string) {
 // and names in each enrolled workload the WORKLOAD_SELECTOR policies that select it (a
 // policy of the root namespace selects workloads of every namespace, as in Istio). It returns
 // the translated policies by resource name.
-func (m *Mesh) authorizations(in Input, workloads map[string]*workloadv1.Workload, o Options) map[string]*policy {
-	services := make(map[string]bool, len(in.Services))
-	for _, svc := range in.Services {
-		services[svc.Namespace+"/"+svc.Name] = true
-	}
+func (m *Mesh) authorizations(in Input, workloads map[string]*workloadv1.Workload, services map[string]string, wps map[string]*Waypoint, o Options) map[string]*policy {
 	out := map[string]*policy{}
 	selectorsByNS := map[string][]*policy{}
 	for _, ap := range in.AuthorizationPolicies {
-		p := authorization(ap, services, o)
+		p := authorization(ap, services, wps, o)
 		m.PolicyStatus[PolicyKey(ap.Namespace, ap.Name)] = p.cond
 		if p.warning != nil {
 			m.Warnings = append(m.Warnings, p.warning)
@@ -150,7 +159,7 @@ func (m *Mesh) authorizations(in Input, workloads map[string]*workloadv1.Workloa
 		}
 	}
 	for _, w := range workloads {
-		if w.TunnelProtocol != workloadv1.TunnelProtocol_HBONE {
+		if w.TunnelProtocol != workloadv1.TunnelProtocol_HBONE || w.NativeTunnel {
 			continue
 		}
 		candidates := selectorsByNS[w.Namespace]
@@ -182,7 +191,7 @@ func (m *Mesh) scopePolicies(policies map[string]*policy, workloads map[string]*
 		}
 	}
 	for _, w := range workloads {
-		if w.TunnelProtocol != workloadv1.TunnelProtocol_HBONE || w.Node == "" {
+		if w.TunnelProtocol != workloadv1.TunnelProtocol_HBONE || w.NativeTunnel || w.Node == "" {
 			continue
 		}
 		for _, p := range namespaces[w.Namespace] {

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weftmesh/weft/internal/golden"
 )
@@ -47,6 +48,8 @@ func inputOf(t *testing.T, objs []runtime.Object) Input {
 			in.PeerAuthentications = append(in.PeerAuthentications, o)
 		case *securityv1.AuthorizationPolicy:
 			in.AuthorizationPolicies = append(in.AuthorizationPolicies, o)
+		case *gatewayv1.Gateway:
+			in.Gateways = append(in.Gateways, o)
 		default:
 			t.Fatalf("unexpected %T", obj)
 		}
@@ -80,6 +83,9 @@ func render(t *testing.T, m *Mesh, in Input) []byte {
 	out := map[string]any{"resources": resources, "nodes": nodes, "warnings": warnings}
 	if len(m.PolicyStatus) > 0 {
 		out["policyStatus"] = m.PolicyStatus
+	}
+	if len(m.Waypoints) > 0 {
+		out["waypoints"] = m.Waypoints
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

@@ -39,7 +39,7 @@ func Enrolled(pod *corev1.Pod, nsLabels map[string]string) bool {
 // started has no address yet: its node's agent gets it anyway, to enroll it from the CNI
 // plugin's report before its containers start. Problems that do not prevent the
 // translation (a malformed annotation) are returned as warnings.
-func workload(pod *corev1.Pod, nsLabels map[string]string, pa *peerAuthIndex, o Options) (*workloadv1.Workload, []error) {
+func workload(pod *corev1.Pod, nsLabels map[string]string, pa *peerAuthIndex, wps *waypoints, o Options) (*workloadv1.Workload, []error) {
 	if pod.Spec.HostNetwork || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil, nil
 	}
@@ -76,11 +76,22 @@ func workload(pod *corev1.Pod, nsLabels map[string]string, pa *peerAuthIndex, o 
 	}
 	w.WorkloadName, w.WorkloadType = owner(pod)
 	var warnings []error
+	if wps.podGateway(pod) != nil {
+		// A waypoint's pod terminates HBONE itself: reached through the tunnel, never
+		// captured, whatever its namespace's mode; waypoints have no waypoint.
+		w.TunnelProtocol = workloadv1.TunnelProtocol_HBONE
+		w.NativeTunnel = true
+		return w, nil
+	}
 	if !Enrolled(pod, nsLabels) {
 		return w, nil
 	}
 	w.TunnelProtocol = workloadv1.TunnelProtocol_HBONE
 	w.PeerAuthentication = pa.resolve(pod)
+	var wp *Waypoint
+	if w.Waypoint, wp = wps.resolve(forWorkload, "Pod "+pod.Namespace+"/"+pod.Name, pod.Namespace, pod.Labels); wp != nil {
+		wp.Workloads = append(wp.Workloads, w.Uid)
+	}
 	var err error
 	if w.ExcludeInboundPorts, err = annotationPorts(pod, api.AnnotationExcludeInboundPorts); err != nil {
 		warnings = append(warnings, err)

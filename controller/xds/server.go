@@ -1,15 +1,20 @@
-// Package xds serves workload discovery to node agents over delta ADS with
-// envoyproxy/go-control-plane: one snapshot per node in a snapshot cache, so an agent
-// receives only the resources that changed since what it holds. It authenticates every
-// stream (an agent may subscribe only as its own node), tracks what was pushed, sent, ACKed
-// and NACKed per node for the debug pages and metrics.
+// Package xds serves, over delta ADS with envoyproxy/go-control-plane, workload discovery to
+// node agents and standard Envoy xDS (Listener, RouteConfiguration, Cluster,
+// ClusterLoadAssignment) to waypoints: one snapshot per node agent and per waypoint pod in a
+// snapshot cache, so a client receives only the resources that changed since what it holds. It
+// authenticates every stream (an agent may subscribe only as its own node, a waypoint pod only
+// as itself, "waypoint~<namespace>~<gateway>~<pod>", running as its Gateway's service
+// account), and tracks what was pushed, sent, ACKed and NACKed per client for the debug pages
+// and metrics.
 package xds
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,16 +31,36 @@ import (
 	"github.com/weftmesh/weft/controller/translate"
 )
 
-// Authenticate returns the node whose configuration the caller of a stream may receive, or
-// an error (a gRPC status) when it may receive none.
-type Authenticate func(ctx context.Context) (node string, err error)
+// Peer is the authenticated caller of a stream.
+type Peer struct {
+	// Node is set for a node agent: the node whose workload discovery it may receive.
+	Node string
+	// Namespace, ServiceAccount and Pod identify a caller that is not a node agent; it may
+	// subscribe as a waypoint pod (see WaypointNodeID) when they match it.
+	Namespace, ServiceAccount, Pod string
+}
+
+func (p Peer) String() string {
+	if p.Node != "" {
+		return "the node agent of " + p.Node
+	}
+	s := p.Namespace + "/" + p.ServiceAccount
+	if p.Pod != "" {
+		s += " (pod " + p.Namespace + "/" + p.Pod + ")"
+	}
+	return s
+}
+
+// Authenticate returns the caller of a stream, or an error (a gRPC status) when it may
+// receive nothing.
+type Authenticate func(ctx context.Context) (Peer, error)
 
 // Options configures a Server.
 type Options struct {
 	// Authenticate checks every stream; required.
 	Authenticate Authenticate
-	// NewNode is called when an agent subscribes for a node that has no snapshot yet, so the
-	// caller can push; optional.
+	// NewNode is called when an agent subscribes for a node that has no snapshot yet, or a
+	// waypoint pod for a waypoint without configuration, so the caller can push; optional.
 	NewNode func(node string)
 	// Registerer receives the metrics; nil means none.
 	Registerer prometheus.Registerer
@@ -45,6 +70,7 @@ type Options struct {
 // Server is the workload-discovery server.
 type Server struct {
 	opts  Options
+	ctx   context.Context
 	log   *slog.Logger
 	cache cachev3.SnapshotCache
 	xds   serverv3.Server
@@ -56,14 +82,24 @@ type Server struct {
 	streams map[int64]*stream
 	mesh    *translate.Mesh
 
+	wversion  uint64
+	wconfigs  map[WaypointKey]*waypointSnapshot // the newest configuration of each waypoint
+	wstatuses map[string]*NodeStatus            // by waypoint node ID
+	wdigests  map[string]uint64                 // by waypoint node ID: digest of its snapshot
+
 	m metrics
 }
 
 type stream struct {
-	node    string            // the node the caller may act for
-	counted bool              // the stream counts in its node's Streams (after its first request)
-	sent    map[string]string // nonce → version
+	peer     Peer
+	node     string       // the node ID the stream acts for, set by its first request
+	waypoint *WaypointKey // set for a waypoint pod's stream
+	counted  bool         // the stream counts in its node's Streams (after its first request)
+	sent     map[string]sent
 }
+
+// sent is a response sent, by nonce.
+type sent struct{ version, typeURL string }
 
 type metrics struct {
 	pushes   prometheus.Counter
@@ -72,6 +108,12 @@ type metrics struct {
 	acks     prometheus.Counter
 	nacks    prometheus.Counter
 	ackDelay prometheus.Histogram
+
+	wpushes   prometheus.Counter
+	waypoints prometheus.GaugeFunc
+	wacks     prometheus.Counter
+	wnacks    prometheus.Counter
+	wackDelay prometheus.Histogram
 }
 
 // New returns a Server; register it on a gRPC server with Register.
@@ -82,7 +124,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger, nodes: map[string]*NodeStatus{}, digests: map[string]uint64{}, streams: map[int64]*stream{}}
+	s := &Server{opts: opts, ctx: ctx, log: opts.Logger, nodes: map[string]*NodeStatus{}, digests: map[string]uint64{}, streams: map[int64]*stream{},
+		wconfigs: map[WaypointKey]*waypointSnapshot{}, wstatuses: map[string]*NodeStatus{}, wdigests: map[string]uint64{}}
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{opts.Logger})
 	s.xds = serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
 		DeltaStreamOpenFunc:     s.onOpen,
@@ -111,8 +154,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		nacks:    prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_controller_xds_nacks_total", Help: "Responses rejected by agents."}),
 		ackDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "weft_controller_xds_push_to_ack_seconds", Help: "Time from a push to the agent's ACK of it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
+	s.waypointMetrics()
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.m.pushes, s.m.pushTime, s.m.agents, s.m.acks, s.m.nacks, s.m.ackDelay} {
+		for _, c := range []prometheus.Collector{s.m.pushes, s.m.pushTime, s.m.agents, s.m.acks, s.m.nacks, s.m.ackDelay,
+			s.m.wpushes, s.m.waypoints, s.m.wacks, s.m.wnacks, s.m.wackDelay} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -228,14 +273,14 @@ func (s *Server) node(n string) *NodeStatus {
 }
 
 func (s *Server) onOpen(ctx context.Context, id int64, typeURL string) error {
-	node, err := s.opts.Authenticate(ctx)
+	peer, err := s.opts.Authenticate(ctx)
 	if err != nil {
 		s.log.Warn("xds stream refused", "stream", id, "err", err)
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.streams[id] = &stream{node: node, sent: map[string]string{}}
+	s.streams[id] = &stream{peer: peer, sent: map[string]sent{}}
 	return nil
 }
 
@@ -244,60 +289,121 @@ func (s *Server) onClosed(id int64, _ *core.Node) {
 	defer s.mu.Unlock()
 	st := s.streams[id]
 	delete(s.streams, id)
-	if st == nil {
+	if st == nil || !st.counted {
 		return
 	}
-	if ns := s.nodes[st.node]; ns != nil && st.counted {
+	if st.waypoint != nil {
+		if ns := s.wstatuses[st.node]; ns != nil {
+			ns.Streams--
+			s.log.Info("waypoint disconnected", "node", st.node, "stream", id)
+		}
+		return
+	}
+	if ns := s.nodes[st.node]; ns != nil {
 		ns.Streams--
 		s.log.Info("agent disconnected", "node", st.node, "stream", id)
 	}
 }
 
 func (s *Server) onRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	if req.GetTypeUrl() != api.AddressType {
-		return status.Errorf(codes.InvalidArgument, "type %q is not served; subscribe to %s", req.GetTypeUrl(), api.AddressType)
-	}
 	s.mu.Lock()
 	st := s.streams[id]
 	if st == nil {
 		s.mu.Unlock()
 		return status.Error(codes.Internal, "unknown stream")
 	}
-	if req.GetNode() != nil && req.GetNode().GetId() != st.node {
+	if !st.counted { // first request of the stream: who it acts for
+		if err := s.bind(id, st, req.GetNode().GetId()); err != nil {
+			s.mu.Unlock()
+			s.log.Warn("xds stream refused", "stream", id, "caller", st.peer.String(), "node", req.GetNode().GetId(), "err", err)
+			return err
+		}
+	} else if req.GetNode() != nil && req.GetNode().GetId() != st.node {
 		s.mu.Unlock()
-		s.log.Warn("xds stream refused: node mismatch", "stream", id, "asked", req.GetNode().GetId(), "allowed", st.node)
-		return status.Errorf(codes.PermissionDenied, "node %q: the caller may subscribe only as node %q (its own)", req.GetNode().GetId(), st.node)
+		return status.Errorf(codes.PermissionDenied, "node %q: the stream was opened as node %q; a stream acts for one node", req.GetNode().GetId(), st.node)
 	}
-	ns := s.node(st.node)
-	newNode := false
-	if !st.counted { // first request of the stream
+	if err := checkType(st, req.GetTypeUrl()); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	var ns *NodeStatus
+	acks, nacks, ackDelay, kind := s.m.acks, s.m.nacks, s.m.ackDelay, "agent"
+	if st.waypoint != nil {
+		ns, acks, nacks, ackDelay, kind = s.wstatus(st.node, *st.waypoint), s.m.wacks, s.m.wnacks, s.m.wackDelay, "waypoint"
+	} else {
+		ns = s.node(st.node)
+	}
+	newNode, newWaypoint := false, false
+	if !st.counted {
 		st.counted = true
 		ns.Streams++
 		if ns.Streams == 1 {
 			ns.ConnectedSince = time.Now()
 		}
-		newNode = ns.Pushed == ""
-		s.log.Info("agent connected", "node", st.node, "stream", id, "known", len(req.GetInitialResourceVersions()))
-	} else if version, ok := st.sent[req.GetResponseNonce()]; ok {
+		newNode = ns.Pushed == "" && st.waypoint == nil
+		newWaypoint = st.waypoint != nil
+		s.log.Info(kind+" connected", "node", st.node, "stream", id, "known", len(req.GetInitialResourceVersions()))
+	} else if sr, ok := st.sent[req.GetResponseNonce()]; ok {
 		delete(st.sent, req.GetResponseNonce())
 		now := time.Now()
 		if req.GetErrorDetail() != nil {
-			ns.Nacked, ns.NackError, ns.NackedAt = version, req.GetErrorDetail().GetMessage(), now
-			s.m.nacks.Inc()
-			s.log.Warn("agent rejected configuration", "node", st.node, "version", version, "reason", ns.NackError)
+			ns.Nacked, ns.NackType, ns.NackError, ns.NackedAt = sr.version, sr.typeURL, req.GetErrorDetail().GetMessage(), now
+			nacks.Inc()
+			s.log.Warn(kind+" rejected configuration", "node", st.node, "version", sr.version, "type", sr.typeURL, "reason", ns.NackError)
 		} else {
-			ns.Acked, ns.AckedAt = version, now
-			ns.Nacked, ns.NackError = "", ""
-			s.m.acks.Inc()
-			if version == ns.Pushed {
-				s.m.ackDelay.Observe(now.Sub(ns.PushedAt).Seconds())
+			ns.Acked, ns.AckedAt = sr.version, now
+			if ns.NackType == "" || ns.NackType == sr.typeURL { // the rejected type is now accepted
+				ns.Nacked, ns.NackType, ns.NackError = "", "", ""
+			}
+			acks.Inc()
+			if sr.version == ns.Pushed {
+				ackDelay.Observe(now.Sub(ns.PushedAt).Seconds())
 			}
 		}
 	}
-	node := st.node
+	node, wp := st.node, st.waypoint
 	s.mu.Unlock()
 	if newNode && s.opts.NewNode != nil {
 		s.opts.NewNode(node)
+	}
+	if newWaypoint {
+		s.serveWaypoint(s.ctx, node, *wp)
+	}
+	return nil
+}
+
+// bind decides which node the stream st acts for from the node ID of its first request.
+// s.mu is held.
+func (s *Server) bind(id int64, st *stream, nodeID string) error {
+	if st.peer.Node != "" { // a node agent
+		if nodeID != "" && nodeID != st.peer.Node {
+			return status.Errorf(codes.PermissionDenied, "node %q: the caller may subscribe only as node %q (its own)", nodeID, st.peer.Node)
+		}
+		st.node = st.peer.Node
+		return nil
+	}
+	key, pod, err := ParseWaypointNodeID(nodeID)
+	if err != nil {
+		return status.Errorf(codes.PermissionDenied, "%s is not a node agent, so it may subscribe only as a waypoint pod: %v", st.peer, err)
+	}
+	if err := s.authorizeWaypoint(st.peer, key, pod); err != nil {
+		return err
+	}
+	st.node, st.waypoint = nodeID, &key
+	return nil
+}
+
+// checkType refuses the types a stream is not served: an agent gets workload discovery only,
+// a waypoint the four Envoy types.
+func checkType(st *stream, typeURL string) error {
+	if st.waypoint == nil {
+		if typeURL != api.AddressType {
+			return status.Errorf(codes.InvalidArgument, "type %q is not served to node agents; subscribe to %s", typeURL, api.AddressType)
+		}
+		return nil
+	}
+	if !slices.Contains(WaypointTypes, typeURL) {
+		return status.Errorf(codes.InvalidArgument, "type %q is not served to waypoints; subscribe to %s", typeURL, strings.Join(WaypointTypes, ", "))
 	}
 	return nil
 }
@@ -306,11 +412,16 @@ func (s *Server) onResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[id]
-	if st == nil {
+	if st == nil || !st.counted {
 		return
 	}
-	st.sent[resp.GetNonce()] = resp.GetSystemVersionInfo()
-	ns := s.node(st.node)
+	st.sent[resp.GetNonce()] = sent{resp.GetSystemVersionInfo(), resp.GetTypeUrl()}
+	var ns *NodeStatus
+	if st.waypoint != nil {
+		ns = s.wstatus(st.node, *st.waypoint)
+	} else {
+		ns = s.node(st.node)
+	}
 	ns.Sent, ns.SentAt = resp.GetSystemVersionInfo(), time.Now()
 }
 

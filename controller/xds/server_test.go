@@ -2,7 +2,10 @@ package xds
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,14 +24,19 @@ import (
 	"github.com/weftmesh/weft/controller/translate"
 )
 
-// authByHeader lets a test caller act for the node in its "x-node" metadata; the real
-// controller authenticates with the CA's TokenReview instead.
-func authByHeader(ctx context.Context) (string, error) {
+// authByHeader lets a test caller act for the node in its "x-node" metadata, or as the
+// "<namespace>/<service account>/<pod>" in its "x-sa" metadata; the real controller
+// authenticates with the CA's TokenReview instead.
+func authByHeader(ctx context.Context) (Peer, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	if v := md.Get("x-node"); len(v) == 1 {
-		return v[0], nil
+		return Peer{Node: v[0]}, nil
 	}
-	return "", status.Error(codes.Unauthenticated, "no token")
+	if v := md.Get("x-sa"); len(v) == 1 {
+		parts := strings.SplitN(v[0], "/", 3)
+		return Peer{Namespace: parts[0], ServiceAccount: parts[1], Pod: parts[2]}, nil
+	}
+	return Peer{}, status.Error(codes.Unauthenticated, "no token")
 }
 
 func pod(name, node, ip string) *corev1.Pod {
@@ -93,7 +101,8 @@ func subscribe(t *testing.T, conn *grpc.ClientConn, asNode, node string) *client
 
 func (c *client) send(req *discovery.DeltaDiscoveryRequest) {
 	c.t.Helper()
-	if err := c.stream.Send(req); err != nil {
+	// io.EOF: the server ended the stream (refused it); Recv returns its status.
+	if err := c.stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
 		c.t.Fatal(err)
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"time"
 )
 
-// NodeStatus is where the configuration of one node agent stands.
+// NodeStatus is where the configuration of one node agent or one waypoint pod stands.
 type NodeStatus struct {
 	Node string `json:"node"`
+	// Waypoint is "<namespace>/<gateway>" for a waypoint pod, empty for a node agent.
+	Waypoint string `json:"waypoint,omitempty"`
 	// Streams is the number of open xDS streams from the node's agent.
 	Streams int `json:"streams"`
 	// ConnectedSince is when the oldest open stream opened.
@@ -23,8 +25,10 @@ type NodeStatus struct {
 	// Acked is the version the agent last accepted.
 	Acked   string    `json:"acked,omitempty"`
 	AckedAt time.Time `json:"ackedAt,omitzero"`
-	// Nacked is the version the agent last rejected, with its reason; cleared by a later ACK.
+	// Nacked is the version the agent last rejected, with the type of the rejected response
+	// and the reason; cleared by a later ACK of that type.
 	Nacked    string    `json:"nacked,omitempty"`
+	NackType  string    `json:"nackType,omitempty"`
 	NackError string    `json:"nackError,omitempty"`
 	NackedAt  time.Time `json:"nackedAt,omitzero"`
 }

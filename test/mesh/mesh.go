@@ -38,7 +38,8 @@ const (
 	Ambient            = "ambient"
 )
 
-// Install installs Weft the way a user would: the CRDs from deploy/crds, then the controller
+// Install installs Weft the way a user would: the CRDs from deploy/crds (Istio's and the
+// Gateway API's, server-side applied), then the controller
 // and the node agents from deploy/manifests/weft.yaml; it waits until the controller is ready
 // and an agent is ready on every node.
 func Install(ctx context.Context, c *harness.Cluster) error {
@@ -46,7 +47,7 @@ func Install(ctx context.Context, c *harness.Cluster) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range []string{"deploy/crds/istio.yaml", "deploy/manifests/weft.yaml"} {
+	for _, f := range []string{"deploy/crds/istio.yaml", "deploy/crds/gateway-api.yaml", "deploy/manifests/weft.yaml"} {
 		manifest, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			return err

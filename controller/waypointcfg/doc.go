@@ -1,0 +1,23 @@
+// Package waypointcfg builds the complete Envoy configuration of one waypoint: the routing of
+// its namespace (controller/envoy) with the HTTP RBAC filters of the AuthorizationPolicies
+// attached to it (controller/rbac) merged in. It is pure, like both.
+//
+// # The merge
+//
+// When at least one policy applies at the waypoint, every HTTP connection manager of the
+// Listener gets three RBAC filters, named [AuditFilter], [DenyFilter] and [AllowFilter], after
+// the CORS filter (CORS preflights are answered before authorization, as in Istio) and before
+// the fault filter and the router: Istio's AUDIT → DENY → ALLOW order. Each carries the
+// waypoint-wide config (rbac.Output.Gateway) of its action, or an RBAC without rules (no
+// enforcement, Envoy's meaning of an absent `rules`) when there is none for that action.
+//
+// A Service with policies of its own (rbac.Output.Services) gets, on each of its virtual hosts,
+// typed_per_filter_config[<filter>] = RBACPerRoute{rbac: its config for that action}, or an
+// RBAC without rules when it has none for that action: Envoy uses the most specific
+// per-route config in place of the filter's own, so the Service's set (which already includes
+// the waypoint-wide policies) replaces the waypoint's.
+//
+// Without any applicable policy no RBAC filter is added. If the filters cannot be added (not
+// expected: every config passed ValidateAll), the Listener is left out, so the waypoint serves
+// nothing rather than serving without authorization, and a Problem says so.
+package waypointcfg
