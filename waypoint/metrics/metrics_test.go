@@ -1,0 +1,35 @@
+package metrics_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/weftmesh/weft/waypoint/metrics"
+)
+
+func TestObserve(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &metrics.Labels{SourceWorkload: "gw", SourceWorkloadNamespace: "mesh", SourcePrincipal: "spiffe://cluster.local/ns/mesh/sa/gw",
+		DestinationWorkload: "books-v1", DestinationService: "books.mesh.svc.cluster.local", RequestProtocol: "http", ResponseCode: 503, ResponseFlags: "UO"}
+	m.Observe(l, 3*time.Millisecond, 100, 2000)
+	m.Observe(l, 7*time.Millisecond, 100, 2000)
+	want := `
+# HELP istio_requests_total Requests served by the waypoint.
+# TYPE istio_requests_total counter
+istio_requests_total{connection_security_policy="mutual_tls",destination_app="unknown",destination_canonical_revision="unknown",destination_canonical_service="unknown",destination_cluster="unknown",destination_principal="unknown",destination_service="books.mesh.svc.cluster.local",destination_service_name="unknown",destination_service_namespace="unknown",destination_version="unknown",destination_workload="books-v1",destination_workload_namespace="unknown",grpc_response_status="",reporter="waypoint",request_protocol="http",response_code="503",response_flags="UO",source_app="unknown",source_canonical_revision="unknown",source_canonical_service="unknown",source_principal="spiffe://cluster.local/ns/mesh/sa/gw",source_version="unknown",source_workload="gw",source_workload_namespace="mesh"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "istio_requests_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(reg, "istio_request_duration_milliseconds"); n != 1 {
+		t.Errorf("duration series = %d, want 1", n)
+	}
+}
