@@ -198,7 +198,7 @@ func TestRouting(t *testing.T) {
 	     {"name": "outbound|80|v1|books.shop.svc.cluster.local", "weight": 50},
 	     {"name": "outbound|80|v2|books.shop.svc.cluster.local", "weight": 50}]}}},
 	  {"name": "gone", "match": {"prefix": "/gone"}, "route": {"cluster": "outbound|80|v9|books.shop.svc.cluster.local"}},
-	  ` + toV1), "", "")
+	  `+toV1), "", "")
 
 	// The virtual host is chosen by the tunnel's destination: any Host header reaches books.
 	if resp := e.do(t, "GET", "http://anything.example/x?q=1", ""); resp.StatusCode != 200 || body(t, resp) != "v1 GET /x?q=1 " {
@@ -270,7 +270,7 @@ func TestFaultsTimeoutsRetries(t *testing.T) {
 	  {"name": "slow", "match": {"prefix": "/slow"}, "route": {"cluster": "outbound|80|v2|books.shop.svc.cluster.local", "timeout": "0.1s"}},
 	  {"name": "retry", "match": {"prefix": "/retry"}, "route": {"cluster": "outbound|80|v1|books.shop.svc.cluster.local",
 	   "retryPolicy": {"retryOn": "5xx", "numRetries": 2, "perTryTimeout": "2s"}}},
-	  ` + toV1), "", "")
+	  `+toV1), "", "")
 	e.v2.delay = time.Second
 
 	if resp := e.do(t, "GET", "http://books/abort", ""); resp.StatusCode != 503 || e.v1.calls.Load() != 0 {
