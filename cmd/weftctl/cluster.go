@@ -139,7 +139,7 @@ func listError(c *clients, what string, err error) error {
 	case !errors.As(err, &status):
 		return fmt.Errorf("cannot reach the cluster at %s: %v; check --kubeconfig (or KUBECONFIG, --context) and that the apiserver is running", c.server, err)
 	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
-		return fmt.Errorf("not allowed to list %s: %v; weftctl needs to list namespaces, pods, services, endpointslices, peerauthentications and authorizationpolicies", what, err)
+		return fmt.Errorf("not allowed to list %s: %v; weftctl needs to list namespaces, pods, services, endpointslices, peerauthentications and authorizationpolicies (analyze also virtualservices, destinationrules, serviceentries, gateways and httproutes, and to get deployments)", what, err)
 	}
 	return fmt.Errorf("list %s: %w", what, err)
 }

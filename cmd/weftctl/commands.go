@@ -37,7 +37,7 @@ func newRootCommand(connect connectFunc) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
 	pf.StringVar(&f.context, "context", "", "kubeconfig context (default: the current context)")
-	pf.StringVarP(&f.namespace, "namespace", "n", "", "the pod's namespace (default: the context's namespace, else default)")
+	pf.StringVarP(&f.namespace, "namespace", "n", "", "the namespace (default: the context's namespace, else default)")
 	pf.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&f.rootNamespace, "root-namespace", "istio-system", "namespace of mesh-wide policies (the controller's -root-namespace)")
 	pf.StringVar(&f.trustDomain, "trust-domain", api.DefaultTrustDomain, "SPIFFE trust domain (the controller's -trust-domain)")
@@ -88,7 +88,7 @@ controller's own translation of the cluster's objects.`,
 			})
 		},
 	}
-	root.AddCommand(authz, tls, newWaypointCommand(connect, f))
+	root.AddCommand(authz, tls, newWaypointCommand(connect, f), newAnalyzeCommand(connect, f))
 	return root
 }
 

@@ -6,6 +6,7 @@
 //	weftctl waypoint apply -n <ns> [--name waypoint] [--enroll-namespace] [--for service|workload|all|none] [--wait]
 //	weftctl waypoint delete -n <ns> [--name waypoint]
 //	weftctl waypoint list [-n <ns> | -A]
+//	weftctl analyze [-n <ns> | -A]              what is wrong with the mesh configuration, with the field and the fix
 //
 // It reads the cluster as kubectl does (--kubeconfig, KUBECONFIG, ~/.kube/config); -o json
 // prints the same answer as JSON.

@@ -61,7 +61,7 @@ func TestRouteWriter(t *testing.T) {
 	hr := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: "mesh", Namespace: "shop", Generation: 2}}
 	hr.Status.Parents = []gatewayv1.RouteParentStatus{{ParentRef: gatewayv1.ParentReference{Name: "gw"}, ControllerName: "example.com/other"}}
 	istio := istiofake.NewSimpleClientset(vs, dr)
-	gw := gatewayfake.NewSimpleClientset(hr)
+	gw := gatewayfake.NewSimpleClientset(hr) //lint:ignore SA1019 NewClientset needs apply configurations, which the gateway clientset does not generate
 	var writes atomic.Int32
 	count := func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if a.GetSubresource() == "status" {

@@ -84,6 +84,7 @@ func Run(ctx context.Context, cfg Config) error {
 	server := proxy.NewServer(proxy.ServerOptions{Identity: id, Certs: certs, Accept: handler.Accept, Handler: handler, Logger: log})
 
 	st := &state{}
+	var endpoints map[netip.Addr]bool // addresses of the endpoints in force
 	node := fmt.Sprintf("waypoint~%s~%s~%s", cfg.Namespace, cfg.Gateway, cfg.Pod)
 	client := xds.NewClient(cfg.Conn, cfg.Target, xds.Options{Node: node, Logger: log})
 	apply := func(rs *xds.Resources) error {
@@ -96,6 +97,15 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		handler.SetConfig(pc)
 		st.set(rs)
+		// Tunnels to endpoints that are gone (a pod deleted) are closed now rather than when
+		// their keep-alive times out: requests on them fail fast instead of hanging.
+		now := endpointAddrs(rs)
+		for a := range endpoints {
+			if !now[a] {
+				pool.Evict(a)
+			}
+		}
+		endpoints = now
 		log.Info("configuration in force", "listeners", len(rs.Listeners), "routes", len(rs.Routes), "clusters", len(rs.Clusters), "versions", rs.Versions)
 		return nil
 	}
@@ -172,6 +182,21 @@ func (d *dialer) Dial(ctx context.Context, ep *upstream.Endpoint) (net.Conn, err
 		Addr:        netip.AddrPortFrom(ep.Addr.Addr(), hbone.Port),
 		Authority:   ep.Addr,
 	})
+}
+
+// endpointAddrs returns the addresses of every endpoint of rs.
+func endpointAddrs(rs *xds.Resources) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, cla := range rs.Endpoints {
+		for _, lle := range cla.GetEndpoints() {
+			for _, lb := range lle.GetLbEndpoints() {
+				if a, err := netip.ParseAddr(lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress()); err == nil {
+					out[a.Unmap()] = true
+				}
+			}
+		}
+	}
+	return out
 }
 
 // state is the configuration in force, for the admin pages.

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 Envoy still accepts the deprecated matchers, so the waypoint implements them as Envoy does.
+
 package route
 
 import (
