@@ -40,8 +40,8 @@
 //
 // # What the consumer must provide
 //
-// The waypoint that evaluates these configs (the next step: it is not wired into the xDS
-// server yet because no waypoint exists) must present, per request:
+// The waypoint that evaluates these configs (waypoint/proxy, with waypoint/rbac) must
+// present, per request:
 //   - the client's SPIFFE identity from the HBONE mTLS connection as the authenticated
 //     principal (principal_name "spiffe://<trust domain>/ns/<ns>/sa/<sa>");
 //   - the original client address carried by HBONE as direct_remote_ip, and remote_ip as

@@ -27,6 +27,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -354,5 +360,84 @@ func TestMirror(t *testing.T) {
 	}
 	if text := gather(t, e.reg); !strings.Contains(text, `destination_canonical_revision="v2"`) {
 		t.Error("mirrored requests are not counted in the metrics")
+	}
+}
+
+// gRPC end to end: a grpc-go client speaking HTTP/2 without TLS (prior knowledge, as on a
+// tunnel) through the handler to a grpc-go server over an HTTP/2 cluster; trailers (the
+// grpc-status) and streaming must pass.
+func TestGRPC(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("books", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	addr := lis.Addr().(*net.TCPAddr).AddrPort()
+
+	mgr := upstream.NewManager(tcpDialer{}, upstream.Options{Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { _ = mgr.Close() })
+	name := "outbound|80||books.shop.svc.cluster.local"
+	c := decode(t, &clusterv3.Cluster{}, fmt.Sprintf(`{"name": %q, "type": "STATIC", "connectTimeout": "1s",
+	  "typedExtensionProtocolOptions": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+	    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions", "explicitHttpConfig": {"http2ProtocolOptions": {}}}},
+	  "loadAssignment": {"clusterName": %q, "endpoints": [{"lbEndpoints": [{"endpoint": {"address": {"socketAddress": {"address": %q, "portValue": %d}}}}]}]}}`,
+		name, name, addr.Addr().String(), addr.Port()))
+	if err := mgr.Update([]*clusterv3.Cluster{c}, nil); err != nil {
+		t.Fatal(err)
+	}
+	l := decode(t, &listenerv3.Listener{}, fmt.Sprintf(listenerJSON, ""))
+	rc := decode(t, &routev3.RouteConfiguration{}, routes(`{"match": {"prefix": "/"}, "route": {"cluster": "`+name+`"}}`))
+	cfg, err := proxy.Compile([]*listenerv3.Listener{l}, []*routev3.RouteConfiguration{rc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m, _ := metrics.New(reg)
+	h := proxy.NewHandler(proxy.HandlerOptions{Clusters: mgr, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
+	h.SetConfig(cfg)
+	in := &hbone.Inbound{PeerID: gwID, Authority: vip, ForwardedFor: client, RemoteAddr: client}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	front := &http.Server{Protocols: &protocols, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(proxy.WithTunnel(r.Context(), in)))
+	})}
+	fl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = front.Serve(fl) }()
+	t.Cleanup(func() { _ = front.Close() })
+
+	conn, err := grpc.NewClient(fl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "books"})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Check through the waypoint: %v %v", resp, err)
+	}
+	// A gRPC error status travels in the trailers.
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("Check of an unknown service: %v, want NotFound from the upstream's trailers", err)
+	}
+	// Server streaming: the first message arrives while the stream stays open.
+	stream, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: "books"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := stream.Recv(); err != nil || msg.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("Watch through the waypoint: %v %v", msg, err)
+	}
+	if text := gather(t, reg); !strings.Contains(text, `request_protocol="grpc"`) || !strings.Contains(text, `grpc_response_status="5"`) {
+		t.Errorf("gRPC requests not counted with their status:\n%s", text)
 	}
 }
