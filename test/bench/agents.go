@@ -233,8 +233,17 @@ func ParseStatusKiB(status, field string) (uint64, error) {
 }
 
 // deriveAgentMetrics adds the agents' CPU per unit of load to a sample that has AgentCPU:
-// per 1000 requests for HTTP (vCPU per 1000 rps), per gigabit for bulk (vCPU per Gbit/s).
+// per 1000 requests for HTTP (vCPU per 1000 rps), per gigabit for bulk (vCPU per Gbit/s); and
+// to an HTTP sample that has WaypointCPU, the waypoint's CPU and peak RSS per 1000 rps.
 func deriveAgentMetrics(w Workload, s Sample) {
+	if cpu, ok := s[WaypointCPU]; ok && w.Kind == HTTP {
+		if req := s[Requests]; req > 0 {
+			s[WaypointVCPUPerKRPS] = cpu * 1000 / req
+		}
+		if rss, ok := s[WaypointRSS]; ok && s[RPS] > 0 {
+			s[WaypointRSSPerKRPS] = rss * 1000 / s[RPS]
+		}
+	}
 	cpu, ok := s[AgentCPU]
 	if !ok {
 		return

@@ -4,7 +4,8 @@
 // A run (type Run) executes a list of workloads (HTTP/1.1 at fixed and maximum rates with fortio,
 // one request per connection, bulk TCP with the bulk test app) for every scenario. The first
 // scenario is the baseline, "no-mesh": plain pod→pod across the two nodes. Every later scenario
-// (Weft L4 today; Weft L7 and peer meshes later) is another row per workload, and every row
+// (Weft L4; Weft L7 through a waypoint, at the fixed rates only — Scenario.Workloads; peer meshes
+// later) is another row per workload, and every row
 // carries the ratio of its figures to the baseline row of the same run, so that runs on
 // different machines compare by ratio rather than by absolute numbers.
 //
@@ -13,7 +14,9 @@
 // and checks the path) and measured after a warm-up. Each workload is repeated
 // (Plan.Repetitions); the reported figure is the median of the repetitions with their minimum and
 // maximum as the spread. An AgentMeter records, for every repetition, the CPU time and peak
-// memory of the mesh's node agents from their cgroups and /proc (the Agent* metrics).
+// memory of the mesh's node agents from their cgroups and /proc (the Agent* metrics); a
+// WaypointMeter does the same for the waypoint pod (the Waypoint* metrics), and the Markdown
+// sets the L7 rows against their targets (p99 overhead, vCPU and peak RSS per 1000 rps).
 //
 // Results are written as JSON (the Run itself), as SVG plots of latency, the agents' resources
 // and throughput (WritePlots, with gonum/plot) and as Markdown tables (WriteMarkdown) that link

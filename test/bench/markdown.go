@@ -17,7 +17,10 @@ import (
 //
 // With more than one scenario, a second table gives every ratio of the other scenarios to the
 // baseline (p50, p90, p99, p99.9 with the difference in ms, throughput). When the run accounted
-// the mesh's agents (Run.Agents), a third table gives their CPU and peak memory per row.
+// the mesh's agents (Run.Agents), a third table gives their CPU and peak memory per row; when it
+// accounted a waypoint (Run.Waypoint), a fourth gives, per workload of the weft-l7 scenario, the
+// p99 overhead and the waypoint's CPU and memory per 1000 rps next to their targets.
+// A scenario that does not run a workload (ScenarioResult.Workloads) has no row for it.
 func WriteMarkdown(w io.Writer, r *Run) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### weft-bench %s (%s)\n\n", r.ID, r.Mode)
@@ -31,6 +34,9 @@ func WriteMarkdown(w io.Writer, r *Run) error {
 	var notes []string
 	for _, wl := range r.Plan.Workloads {
 		for _, sc := range orderScenarios(r) {
+			if !sc.Runs(wl.ID) {
+				continue
+			}
 			res := sc.Result(wl.ID)
 			if res == nil {
 				res = &Result{Workload: wl.ID}
@@ -51,6 +57,7 @@ func WriteMarkdown(w io.Writer, r *Run) error {
 	}
 	writeRatioTable(&b, r)
 	writeAgentTable(&b, r)
+	writeWaypointTable(&b, r)
 	if len(notes) > 0 {
 		b.WriteString("\nNotes:\n\n")
 		for _, n := range notes {
@@ -254,6 +261,9 @@ func writeRatioTable(b *strings.Builder, r *Run) {
 	for _, wl := range r.Plan.Workloads {
 		baseRes := base.Result(wl.ID)
 		for _, sc := range scenarios[1:] {
+			if !sc.Runs(wl.ID) {
+				continue
+			}
 			res := sc.Result(wl.ID)
 			if res == nil {
 				res = &Result{Workload: wl.ID}
@@ -295,6 +305,9 @@ func writeAgentTable(b *strings.Builder, r *Run) {
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, wl := range r.Plan.Workloads {
 		for _, sc := range orderScenarios(r) {
+			if !sc.Runs(wl.ID) {
+				continue
+			}
 			res := sc.Result(wl.ID)
 			if res == nil {
 				res = &Result{Workload: wl.ID}
@@ -321,4 +334,75 @@ func nodeCell(s map[Metric]Stat, m Metric, nodes []string, format string) string
 		vals = append(vals, fmt.Sprintf(format, st.Median))
 	}
 	return strings.Join(vals, " / ")
+}
+
+// mibPerMB converts MiB to MB (10^6 bytes).
+const mibPerMB = 1 << 20 / 1e6
+
+// writeWaypointTable renders the L7 scenario's figures against the targets of Weft's L7 path.
+func writeWaypointTable(b *strings.Builder, r *Run) {
+	l7 := r.Scenario(WeftL7Scenario)
+	if r.Waypoint == nil || l7 == nil {
+		return
+	}
+	base := r.Scenario(r.Baseline)
+	fmt.Fprintf(b, "\n%s through the waypoint (pod %s on %s) against the targets per 1000 rps: p99 overhead ≤ %+.1f ms "+
+		"over %s, waypoint CPU ≤ %.2f vCPU, waypoint peak RSS ≤ %.0f MB (10^6 B). The waypoint is accounted as the agents are "+
+		"(its pod's cgroup, VmHWM of its process); the node agents' share of the path is in the table above.\n\n",
+		WeftL7Scenario, r.Waypoint.Pod, r.Waypoint.Node, TargetL7P99OverheadMs, r.Baseline, TargetL7VCPUPerKRPS, TargetL7RSSMBPerKRPS)
+	b.WriteString("| workload | throughput | p99 ms | p99 overhead | waypoint vCPU | waypoint vCPU per 1000 rps | waypoint peak RSS MiB | waypoint peak RSS per 1000 rps | agents' vCPU per 1000 rps |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, wl := range r.Plan.Workloads {
+		if wl.Kind != HTTP || !l7.Runs(wl.ID) {
+			continue
+		}
+		res := l7.Result(wl.ID)
+		if res == nil {
+			res = &Result{Workload: wl.ID}
+		}
+		var baseRes *Result
+		if base != nil {
+			baseRes = base.Result(wl.ID)
+		}
+		s := res.Summary
+		cells := []string{wl.ID, throughputCell(wl, s), statCell(s, P99, "%.3f"), p99OverheadCell(res, baseRes),
+			statCell(s, WaypointVCPU, "%.3f"),
+			targetCell(s, WaypointVCPUPerKRPS, 1, "%.3f", TargetL7VCPUPerKRPS),
+			statCell(s, WaypointRSS, "%.1f"),
+			targetCell(s, WaypointRSSPerKRPS, mibPerMB, "%.1f MB", TargetL7RSSMBPerKRPS),
+			statCell(s, AgentVCPUPerKRPS, "%.3f")}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+}
+
+// p99OverheadCell is the p99 difference to the baseline's median against its target.
+func p99OverheadCell(res, base *Result) string {
+	v, ok1 := res.Summary[P99]
+	if base == nil {
+		return "—"
+	}
+	bv, ok2 := base.Summary[P99]
+	if !ok1 || !ok2 || v.N == 0 || bv.N == 0 {
+		return "—"
+	}
+	d := v.Median - bv.Median
+	return fmt.Sprintf("%+.3f ms %s", d, verdict(d <= TargetL7P99OverheadMs))
+}
+
+// targetCell is a metric's median times scale, formatted, with whether it meets target (at
+// most).
+func targetCell(s map[Metric]Stat, m Metric, scale float64, format string, target float64) string {
+	st, ok := s[m]
+	if !ok || st.N == 0 {
+		return "—"
+	}
+	v := st.Median * scale
+	return fmt.Sprintf(format+" %s", v, verdict(v <= target))
+}
+
+func verdict(met bool) string {
+	if met {
+		return "(met)"
+	}
+	return "(**missed**)"
 }

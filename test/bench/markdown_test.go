@@ -79,7 +79,7 @@ func goldenRun(t *testing.T, name string) *Run {
 	}
 	target := Target{Namespace: "bench", ClientPod: "bench-client-x", ClientNode: "node-1", ServerNode: "node-2",
 		HTTPURL: "http://198.18.2.4:8080/", BulkAddr: "198.18.2.5:5001"}
-	agents := name == "two-scenarios"
+	agents := name == "two-scenarios" || name == "three-scenarios"
 	// result builds the result of a workload; in the two-scenario run with the agents' figures.
 	result := func(id string, samples []Sample, cpu, rss [2]float64) Result {
 		if agents {
@@ -121,6 +121,23 @@ func goldenRun(t *testing.T, name string) *Run {
 			// tcp-4streams missing: the scenario was cut short
 		}})
 	}
+	if name == "three-scenarios" {
+		// weft-l7 at the fixed rates only: 1000 rps within every target, 3200 rps missing them.
+		r.Waypoint = &Agent{Node: "node-1", Pod: "bench/waypoint-7d9f", Cgroup: "/sys/fs/cgroup/weft/node-1/pod-w"}
+		secs := float64(time.Duration(plan.Duration)) / float64(time.Second)
+		l7 := func(id string, samples []Sample, cpu, rss float64) Result {
+			for _, s := range samples {
+				s[WaypointCPU], s[WaypointVCPU], s[WaypointRSS] = cpu, cpu/secs, rss
+				deriveAgentMetrics(*r.Workload(id), s)
+			}
+			return result(id, samples, [2]float64{0.9, 1.0}, [2]float64{25, 26})
+		}
+		r.Scenarios = append(r.Scenarios, ScenarioResult{Name: WeftL7Scenario, Description: "Weft L7, waypoint", Target: target,
+			Workloads: plan.FixedRateHTTP(), Results: []Result{
+				l7("http-1000rps", httpSamples(n, 0.300, 0.500, 0.700, 1.500, 1000, 16), 1.5, 30),
+				l7("http-3200rps", httpSamples(n, 0.500, 1.100, 2.400, 4.000, 3200, 16), 9.6, 160),
+			}})
+	}
 	if name == "quick" {
 		r.Env.LoadAvg = 3.5 // busy
 	}
@@ -131,7 +148,7 @@ func goldenRun(t *testing.T, name string) *Run {
 }
 
 func TestWriteMarkdown(t *testing.T) {
-	for _, name := range []string{"no-mesh", "quick", "two-scenarios"} {
+	for _, name := range []string{"no-mesh", "quick", "two-scenarios", "three-scenarios"} {
 		t.Run(name, func(t *testing.T) {
 			var b strings.Builder
 			if err := WriteMarkdown(&b, goldenRun(t, name)); err != nil {
@@ -165,6 +182,8 @@ func TestWriteMarkdownTable(t *testing.T) {
 		{"no-mesh", []int{6}},
 		{"quick", []int{6}},
 		{"two-scenarios", []int{12, 6, 12}},
+		// weft-l7 runs only the 2 fixed-rate workloads: 6+5+2 rows, 2 waypoint rows.
+		{"three-scenarios", []int{14, 8, 14, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,5 +222,52 @@ func TestWriteMarkdownTable(t *testing.T) {
 				t.Errorf("first row is not the baseline with ratio 1.00×: %s", tables[0][2])
 			}
 		})
+	}
+}
+
+// TestWriteMarkdownWaypoint checks the waypoint table's figures and verdicts against the targets.
+func TestWriteMarkdownWaypoint(t *testing.T) {
+	var b strings.Builder
+	if err := WriteMarkdown(&b, goldenRun(t, "three-scenarios")); err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(b.String(), "through the waypoint (pod bench/waypoint-7d9f on node-1)")
+	if !ok {
+		t.Fatalf("no waypoint section:\n%s", b.String())
+	}
+	rows := map[string]string{}
+	for line := range strings.Lines(section) {
+		for _, id := range []string{"http-1000rps", "http-3200rps", "http-max"} {
+			if strings.HasPrefix(line, "| "+id+" | ") && strings.Count(line, "|") == 10 {
+				rows[id] = line
+			}
+		}
+	}
+	tests := []struct {
+		workload string
+		want     []string
+	}{
+		// p99 0.700 vs 0.300: +0.4 ms; 1.5 CPU-s over 15 s = 0.1 vCPU; 30 MiB = 31.5 MB per 1000 rps.
+		{"http-1000rps", []string{"+0.400 ms (met)", "| 0.100 |", "(met)", "31.5 MB (met)"}},
+		// p99 2.4 vs 0.4: +2 ms; 9.6 CPU-s over 15 s = 0.64 vCPU, 0.2 per 1000 rps; 160 MiB/3.2 = 52.4 MB.
+		{"http-3200rps", []string{"+2.000 ms (**missed**)", "| 0.640 |", "0.200 (**missed**)", "52.4 MB (**missed**)"}},
+	}
+	for _, tt := range tests {
+		row, ok := rows[tt.workload]
+		if !ok {
+			t.Errorf("no waypoint row for %s:\n%s", tt.workload, b.String())
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(row, w) {
+				t.Errorf("%s row lacks %q: %s", tt.workload, w, row)
+			}
+		}
+	}
+	if _, ok := rows["http-max"]; ok {
+		t.Error("a waypoint row for http-max, which weft-l7 does not run")
+	}
+	if strings.Contains(b.String(), "weft-l7: not run") {
+		t.Error("workloads weft-l7 does not run are reported as not run")
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/test/harness"
 	"github.com/weftmesh/weft/test/mesh"
 )
@@ -34,9 +35,12 @@ const (
 	mutualTLS         = `connection_security_policy="mutual_tls"`
 )
 
-// Enroll labels the namespace ambient and waits until a new
+// Enroll labels the namespace ambient (without istio.io/use-waypoint) and waits until a new
 // connection from the client pod to the server arrives at the server node's agent over mTLS.
 func (m *MeshSwitch) Enroll(ctx context.Context) error {
+	if err := setNamespaceLabel(ctx, m.Cluster, m.Target.Namespace, api.LabelUseWaypoint, ""); err != nil {
+		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
+	}
 	if err := mesh.SetAmbient(ctx, m.Cluster, m.Target.Namespace, true); err != nil {
 		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
 	}
@@ -49,9 +53,12 @@ func (m *MeshSwitch) Enroll(ctx context.Context) error {
 	return nil
 }
 
-// Unenroll removes the namespace's label and waits until a new
-// connection from the client pod reaches the server without passing the server node's agent.
+// Unenroll removes the namespace's labels (ambient and istio.io/use-waypoint) and waits until a
+// new connection from the client pod reaches the server without passing the server node's agent.
 func (m *MeshSwitch) Unenroll(ctx context.Context) error {
+	if err := setNamespaceLabel(ctx, m.Cluster, m.Target.Namespace, api.LabelUseWaypoint, ""); err != nil {
+		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
+	}
 	if err := mesh.SetAmbient(ctx, m.Cluster, m.Target.Namespace, false); err != nil {
 		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
 	}
@@ -62,6 +69,45 @@ func (m *MeshSwitch) Unenroll(ctx context.Context) error {
 		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
 	}
 	return nil
+}
+
+// EnrollWaypoint returns the Enter of the L7 scenario: it labels the namespace ambient and
+// istio.io/use-waypoint=WaypointName and waits until a request from the client pod to l7's
+// HTTPURL (a Service VIP, which the waypoint handles) is counted by the waypoint
+// (istio_requests_total).
+func (m *MeshSwitch) EnrollWaypoint(l7 Target) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ns := l7.Namespace
+		if err := mesh.SetAmbient(ctx, m.Cluster, ns, true); err != nil {
+			return fmt.Errorf("enroll %s with waypoint: %w", ns, err)
+		}
+		if err := setNamespaceLabel(ctx, m.Cluster, ns, api.LabelUseWaypoint, WaypointName); err != nil {
+			return fmt.Errorf("enroll %s with waypoint: %w", ns, err)
+		}
+		if sleep(ctx, m.Settle); ctx.Err() != nil {
+			return fmt.Errorf("enroll %s with waypoint: %w", ns, ctx.Err())
+		}
+		err := harness.WaitFor(ctx, m.Timeout, "a request to "+l7.HTTPURL+" counted by the waypoint", func(ctx context.Context) (bool, error) {
+			before, err := waypointRequests(ctx, m.Cluster, ns)
+			if err != nil {
+				return false, err
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := m.Cluster.Exec(cctx, ns, l7.ClientPod, m.Fortio, "curl", "-loglevel", "Warning", l7.HTTPURL); err != nil {
+				return false, err
+			}
+			after, err := waypointRequests(ctx, m.Cluster, ns)
+			if err != nil {
+				return false, err
+			}
+			return after > before, nil
+		})
+		if err != nil {
+			return fmt.Errorf("enroll %s with waypoint: %w", ns, err)
+		}
+		return nil
+	}
 }
 
 // check sends requests from the client pod until one is counted as an mTLS connection by the

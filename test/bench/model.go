@@ -15,6 +15,9 @@ const (
 	BaselineScenario = "no-mesh"
 	// WeftL4Scenario is Weft's L4 data path: eBPF capture, HBONE mTLS between the node agents.
 	WeftL4Scenario = "weft-l4"
+	// WeftL7Scenario is Weft's L7 path: the namespace's service traffic through its waypoint
+	// (client agent → waypoint → server agent, HBONE mTLS on both hops).
+	WeftL7Scenario = "weft-l7"
 )
 
 // Run is everything one benchmark run measured. It is written as bench-<ID>.json.
@@ -30,7 +33,10 @@ type Run struct {
 	Baseline string `json:"baseline"`
 	// Agents are the mesh's node agents whose CPU and memory every repetition accounts (the
 	// Agent* metrics), empty when the run has none.
-	Agents    []Agent          `json:"agents,omitempty"`
+	Agents []Agent `json:"agents,omitempty"`
+	// Waypoint is the waypoint pod whose CPU and memory every repetition accounts (the
+	// Waypoint* metrics), nil when the run has none.
+	Waypoint  *Agent           `json:"waypoint,omitempty"`
 	Scenarios []ScenarioResult `json:"scenarios"`
 }
 
@@ -50,10 +56,17 @@ type Env struct {
 // ScenarioResult is one row per workload: one data path (no mesh, Weft L4, …) measured with
 // every workload of the plan.
 type ScenarioResult struct {
-	Name        string   `json:"name"`
-	Description string   `json:"description"`
-	Target      Target   `json:"target"`
-	Results     []Result `json:"results"` // in the order of Plan.Workloads
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Target      Target `json:"target"`
+	// Workloads are the IDs of the plan's workloads this scenario runs; empty means all.
+	Workloads []string `json:"workloads,omitempty"`
+	Results   []Result `json:"results"` // in the order of Plan.Workloads, those run
+}
+
+// Runs reports whether the scenario runs the workload with the given ID.
+func (s *ScenarioResult) Runs(workload string) bool {
+	return len(s.Workloads) == 0 || slices.Contains(s.Workloads, workload)
 }
 
 // Result is what one workload measured in one scenario.
@@ -108,6 +121,28 @@ const (
 	// AgentRSS is the agents' peak resident memory during the repetition in MiB (VmHWM, reset
 	// when the repetition starts); the sum over the agents of each one's peak.
 	AgentRSS Metric = "agent_peak_rss_mib"
+)
+
+// Metrics of the waypoint's resources during a repetition (WaypointMeter), measured as the
+// Agent* metrics are, for the waypoint pod of Run.Waypoint.
+const (
+	WaypointCPU         Metric = "waypoint_cpu_s"
+	WaypointVCPU        Metric = "waypoint_vcpu"
+	WaypointVCPUPerKRPS Metric = "waypoint_vcpu_per_krps"
+	WaypointRSS         Metric = "waypoint_peak_rss_mib"
+	// WaypointRSSPerKRPS is WaypointRSS per 1000 achieved requests per second,
+	// WaypointRSS × 1000 / RPS: MiB per 1000 rps. HTTP workloads only.
+	WaypointRSSPerKRPS Metric = "waypoint_peak_rss_mib_per_krps"
+)
+
+// Targets of Weft's L7 path (issue 6), per 1000 rps through the waypoint.
+const (
+	// TargetL7P99OverheadMs is the p99 latency the waypoint path may add to no-mesh, in ms.
+	TargetL7P99OverheadMs = 0.5
+	// TargetL7VCPUPerKRPS is the waypoint's CPU per 1000 rps.
+	TargetL7VCPUPerKRPS = 0.15
+	// TargetL7RSSMBPerKRPS is the waypoint's peak memory per 1000 rps in MB (10^6 bytes).
+	TargetL7RSSMBPerKRPS = 40.0
 )
 
 // NodeMetric names the per-node figure of an agent metric, e.g. "agent_vcpu@node-1".

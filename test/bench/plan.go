@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -121,6 +122,43 @@ func (p Plan) LoadTime(n int) time.Duration {
 	var d time.Duration
 	for _, w := range p.Workloads {
 		if w.Kind == HTTP {
+			d += time.Duration(n*p.Repetitions) * (time.Duration(p.Warmup) + time.Duration(p.Duration) + time.Duration(p.Pause))
+		}
+	}
+	return d
+}
+
+// FixedRateHTTP returns the IDs of the plan's HTTP workloads at a fixed rate (QPS > 0), in plan
+// order: the load points of the L7 scenario.
+func (p Plan) FixedRateHTTP() []string {
+	var ids []string
+	for _, w := range p.Workloads {
+		if w.Kind == HTTP && w.QPS > 0 {
+			ids = append(ids, w.ID)
+		}
+	}
+	return ids
+}
+
+// LoadTimeOf is LoadTime for interleaved scenarios that each run only some workloads: one entry
+// per scenario, the IDs it runs (nil: all). A workload run by one scenario alone has one
+// warm-up, as with LoadTime(1).
+func (p Plan) LoadTimeOf(scenarios ...[]string) time.Duration {
+	var d time.Duration
+	for _, w := range p.Workloads {
+		if w.Kind != HTTP {
+			continue
+		}
+		n := 0
+		for _, ids := range scenarios {
+			if ids == nil || slices.Contains(ids, w.ID) {
+				n++
+			}
+		}
+		switch {
+		case n == 1:
+			d += time.Duration(p.Warmup) + time.Duration(p.Repetitions)*time.Duration(p.Duration) + time.Duration(p.Pause)
+		case n > 1:
 			d += time.Duration(n*p.Repetitions) * (time.Duration(p.Warmup) + time.Duration(p.Duration) + time.Duration(p.Pause))
 		}
 	}

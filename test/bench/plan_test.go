@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +181,35 @@ func TestTopologyManifest(t *testing.T) {
 	}
 	if len(objs) != 6 {
 		t.Errorf("%d objects, want 6", len(objs))
+	}
+}
+
+func TestFixedRateHTTPAndLoadTimeOf(t *testing.T) {
+	p, err := NewPlan(Quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := p.FixedRateHTTP()
+	if !slices.Equal(fixed, []string{"http-1000rps", "http-3200rps"}) {
+		t.Errorf("FixedRateHTTP = %v, want the 1000 and 3200 rps workloads", fixed)
+	}
+	// Quick: 1 s warm-up, 1 × 5 s, 1 s pause = 7 s per HTTP load point and scenario.
+	tests := []struct {
+		name      string
+		scenarios [][]string
+		want      time.Duration
+	}{
+		{"one scenario is LoadTime(1)", [][]string{nil}, p.LoadTime(1)},
+		{"two full scenarios are LoadTime(2)", [][]string{nil, nil}, p.LoadTime(2)},
+		{"L7 at the fixed rates adds 2 load points", [][]string{nil, nil, fixed}, p.LoadTime(2) + 2*7*time.Second},
+		{"a workload of one scenario alone", [][]string{fixed}, 2 * 7 * time.Second},
+		{"none", nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := p.LoadTimeOf(tt.scenarios...); got != tt.want {
+				t.Errorf("LoadTimeOf = %s, want %s", got, tt.want)
+			}
+		})
 	}
 }

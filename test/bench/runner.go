@@ -37,6 +37,9 @@ type Scenario struct {
 	// mesh and checks that traffic takes the tunnel. The runner calls it before a measurement
 	// whenever the previous one was another scenario's. nil: nothing to switch.
 	Enter func(ctx context.Context) error
+	// Workloads are the IDs of the plan's workloads this scenario runs (e.g. only the
+	// fixed-rate HTTP ones); nil runs all.
+	Workloads []string
 }
 
 // Runner runs a plan's workloads for scenarios.
@@ -74,12 +77,14 @@ const bulkTimeout = 2 * time.Minute
 // workload in the same scenario, so with several scenarios every repetition has its own
 // warm-up on the path just entered, and with one scenario each workload has one warm-up.
 //
+// A scenario with Workloads runs only those; it has no Result for the others.
+//
 // A failure ends that workload for that scenario: its Result gets Error and keeps the samples
 // measured so far, and the run goes on; only ctx's end stops it early.
 func (r *Runner) Run(ctx context.Context, scenarios ...Scenario) []ScenarioResult {
 	out := make([]ScenarioResult, len(scenarios))
 	for i, sc := range scenarios {
-		out[i] = ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target}
+		out[i] = ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target, Workloads: sc.Workloads}
 	}
 	type point struct{ workload, scenario int }
 	last := point{-1, -1} // the previous measurement
@@ -89,7 +94,7 @@ func (r *Runner) Run(ctx context.Context, scenarios ...Scenario) []ScenarioResul
 		for rep := 1; rep <= r.Plan.Repetitions; rep++ {
 			for si, sc := range scenarios {
 				a := &acc[si]
-				if a.err != "" {
+				if !out[si].Runs(w.ID) || a.err != "" {
 					continue
 				}
 				if err := ctx.Err(); err != nil {
@@ -114,7 +119,9 @@ func (r *Runner) Run(ctx context.Context, scenarios ...Scenario) []ScenarioResul
 			}
 		}
 		for si := range scenarios {
-			out[si].Results = append(out[si].Results, acc[si].result(w.ID))
+			if out[si].Runs(w.ID) {
+				out[si].Results = append(out[si].Results, acc[si].result(w.ID))
+			}
 		}
 	}
 	return out
@@ -314,6 +321,13 @@ func describe(w Workload, s Sample) string {
 			fmt.Fprintf(&b, " (%.3f per 1000 rps)", k)
 		}
 		fmt.Fprintf(&b, ", peak RSS %.1f MiB", s[AgentRSS])
+	}
+	if v, ok := s[WaypointVCPU]; ok {
+		fmt.Fprintf(&b, "; waypoint %.3f vCPU", v)
+		if k, ok := s[WaypointVCPUPerKRPS]; ok {
+			fmt.Fprintf(&b, " (%.3f per 1000 rps)", k)
+		}
+		fmt.Fprintf(&b, ", peak RSS %.1f MiB", s[WaypointRSS])
 	}
 	return b.String()
 }

@@ -2,7 +2,10 @@
 // Service Mesh Part 1: Routing" (gw → books v1/v2 → ratings v1/v2) in an ambient namespace with
 // Weft's node agents installed, traffic between its pods on one node and across nodes, and a
 // short report with timings and, per connection, its security and both SPIFFE identities as the
-// agents counted them.
+// agents counted them. Then the waypoint chapter: a waypoint deployed from a Gateway of class
+// istio-waypoint, a canary of books shifted 90/10 → 50/50 → 0/100 by a VirtualService with the
+// live counts of each step, and an AuthorizationPolicy enforced by the waypoint that lets gw GET
+// books but denies its POST with 403.
 package demo
 
 import (
@@ -47,6 +50,8 @@ type Result struct {
 	Hops        []Hop          `json:"hops"`
 	Connections []Connection   `json:"connections"`
 	DeployFor   time.Duration  `json:"deployFor"`
+	// Waypoint is the waypoint chapter: a canary shift and an L7 deny (nil until it ran).
+	Waypoint *WaypointResult `json:"waypoint,omitempty"`
 }
 
 // PodPlacement is where one pod of the sample app runs.
@@ -126,6 +131,12 @@ func Run(ctx context.Context, c *harness.Cluster, progress *harness.Progress, ou
 		res.Connections = append(res.Connections, connections(n.Name, m)...)
 	}
 	writeReport(out, res)
+	res.Waypoint, err = runWaypoint(ctx, c, progress, gw)
+	if err != nil {
+		return res, fmt.Errorf("waypoint chapter: %w", err)
+	}
+	fmt.Fprintln(out)
+	writeWaypointReport(out, res.Waypoint)
 	return res, nil
 }
 
@@ -216,9 +227,13 @@ func counts(m map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-// Failed reports whether any request of the demo failed, or a connection between the sample
-// app's workloads went without mutual TLS.
+// Failed reports whether any request of the demo failed, a connection between the sample
+// app's workloads went without mutual TLS, or the waypoint chapter (when it ran) failed: a
+// canary share outside its tolerance, a GET from gw not answered or a POST not denied.
 func (r *Result) Failed() bool {
+	if r.Waypoint != nil && r.Waypoint.Failed() {
+		return true
+	}
 	for _, h := range r.Hops {
 		if h.Report.Failed > 0 || h.Report.OK == 0 {
 			return true

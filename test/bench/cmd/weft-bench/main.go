@@ -8,14 +8,18 @@
 //
 // It starts the cluster (printing the harness's progress lines), deploys the benchmark pods
 // (client on node-1; echo server and bulk receiver on node-2), installs Weft's node agents, runs
-// every workload of the plan for two scenarios, and writes DIR/bench-<UTC time>.json (the
+// every workload of the plan for three scenarios, and writes DIR/bench-<UTC time>.json (the
 // bench.Run), the plots DIR/bench-<UTC time>-{latency,resources,throughput}.svg and
 // DIR/bench-<UTC time>.md (the Markdown tables with links to the plots, also printed on stdout). The
-// scenarios are no-mesh (plain pod→pod across the nodes, namespace not enrolled) and weft-l4 (the
-// namespace enrolled: eBPF capture, HBONE mTLS between the node agents). They are interleaved:
-// for every workload and repetition, no-mesh then weft-l4, switching by the namespace label and
-// the agents' configuration and checking the path after each switch. Every repetition also
-// records the agents' CPU time and peak memory, from their cgroups and /proc.
+// scenarios are no-mesh (plain pod→pod across the nodes, namespace not enrolled), weft-l4 (the
+// namespace enrolled: eBPF capture, HBONE mTLS between the node agents) and weft-l7 (the
+// namespace also labelled istio.io/use-waypoint: the server's Service VIP through the
+// namespace's waypoint, deployed from a Gateway of class istio-waypoint; only the fixed-rate
+// HTTP workloads). They are interleaved: for every workload and repetition, no-mesh, weft-l4,
+// then weft-l7, switching by the namespace labels and checking the path after each switch.
+// Every repetition also records the agents' and the waypoint's CPU time and peak memory, from
+// their cgroups and /proc. If the waypoint cannot be deployed, the run goes on without weft-l7
+// and exits 1.
 //
 // -quick runs each HTTP load point once for 5 s after a 1 s warm-up, with smaller bulk
 // transfers: the whole run, cluster included, takes under 3 minutes. The default full mode runs
@@ -138,7 +142,8 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	}
 	started := time.Now().UTC()
 	progress := harness.NewProgress(stdout)
-	progress.Step("weft-bench %s mode: %d workloads, 2 scenarios interleaved, HTTP load ≈ %s", cfg.mode, len(plan.Workloads), plan.LoadTime(2))
+	progress.Step("weft-bench %s mode: %d workloads, 3 scenarios interleaved (%s only at the fixed rates), HTTP load ≈ %s",
+		cfg.mode, len(plan.Workloads), bench.WeftL7Scenario, plan.LoadTimeOf(nil, nil, plan.FixedRateHTTP()))
 	r := &bench.Run{
 		Schema:   bench.SchemaVersion,
 		ID:       started.Format("20060102-150405"),
@@ -149,8 +154,9 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 		Baseline: bench.BaselineScenario,
 	}
 
-	// The benchmark addresses pods by IP: no cluster DNS, one process less competing for CPU.
-	c, err := harness.Start(ctx, harness.Options{Nodes: 2, RepoRoot: root, NoDNS: true, Progress: progress, Logger: logger})
+	// The benchmark addresses pods and Services by IP, but the node agents and the waypoint find
+	// the controller by its Service name (weft-controller.weft-system.svc): cluster DNS is needed.
+	c, err := harness.Start(ctx, harness.Options{Nodes: 2, RepoRoot: root, Progress: progress, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}
@@ -212,8 +218,22 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 		Target: target,
 		Enter:  sw.Enroll,
 	}}
-	progress.Step("scenarios %s and %s, interleaved per repetition; agents' CPU and memory from their cgroups", scenarios[0].Name, scenarios[1].Name)
-	runner := &bench.Runner{Exec: c, Fortio: fortio, Bulk: bulk, Plan: plan, Meter: &bench.AgentMeter{Agents: agents},
+	var meter bench.Meter = &bench.AgentMeter{Agents: agents}
+	l7, l7Err := l7Scenario(ctx, c, target, plan, sw, progress)
+	if l7Err != nil {
+		progress.Step("!!! no %s rows: %v", bench.WeftL7Scenario, l7Err)
+	} else {
+		wp := l7.waypoint
+		r.Waypoint = &wp
+		scenarios = append(scenarios, l7.scenario)
+		meter = bench.Meters{meter, &bench.WaypointMeter{Waypoint: wp}}
+	}
+	names := make([]string, len(scenarios))
+	for i, sc := range scenarios {
+		names[i] = sc.Name
+	}
+	progress.Step("scenarios %s, interleaved per repetition; agents' (and the waypoint's) CPU and memory from their cgroups", strings.Join(names, ", "))
+	runner := &bench.Runner{Exec: c, Fortio: fortio, Bulk: bulk, Plan: plan, Meter: meter,
 		Progress: progress.Step, Log: logger}
 	r.Scenarios = runner.Run(ctx, scenarios...)
 	r.Finished = time.Now().UTC()
@@ -236,9 +256,47 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%d workloads failed: %s", len(failed), strings.Join(failed, ", "))
+		return errors.Join(l7Err, fmt.Errorf("%d workloads failed: %s", len(failed), strings.Join(failed, ", ")))
+	}
+	if l7Err != nil {
+		return fmt.Errorf("%s: %w", bench.WeftL7Scenario, l7Err)
 	}
 	return ctx.Err()
+}
+
+// l7 is the weft-l7 scenario and the waypoint it goes through.
+type l7 struct {
+	scenario bench.Scenario
+	waypoint bench.Agent
+}
+
+// l7Scenario deploys the waypoint of the benchmark's namespace (a Gateway of class
+// istio-waypoint, which Weft's controller deploys) and returns the weft-l7 scenario: the fixed-rate
+// HTTP workloads to the server's Service VIP with the namespace labelled ambient and
+// istio.io/use-waypoint, so every request crosses the waypoint.
+func l7Scenario(ctx context.Context, c *harness.Cluster, target bench.Target, plan bench.Plan, sw *bench.MeshSwitch, progress *harness.Progress) (l7, error) {
+	progress.Step("deploying the waypoint of namespace %s (Gateway %s, class istio-waypoint)", target.Namespace, bench.WaypointName)
+	wp, err := bench.DeployWaypoint(ctx, c, target.Namespace)
+	if err != nil {
+		return l7{}, err
+	}
+	url, err := bench.ServiceURL(ctx, c, target.Namespace, "bench-server")
+	if err != nil {
+		return l7{}, err
+	}
+	t := target
+	t.HTTPURL = url
+	progress.Step("waypoint %s on %s; %s loads Service bench-server at %s", wp.Pod, wp.Node, bench.WeftL7Scenario, url)
+	return l7{waypoint: wp, scenario: bench.Scenario{
+		Name: bench.WeftL7Scenario,
+		Description: fmt.Sprintf("Weft L7: namespace labelled istio.io/dataplane-mode=ambient and istio.io/use-waypoint=%s; the client loads "+
+			"Service bench-server's VIP (%s); node-1's agent carries each connection over HBONE (mutual TLS 1.3) to the waypoint %s on %s, "+
+			"which terminates it, parses HTTP/1.1, routes the request and sends it over HBONE to node-2's agent in the server pod; "+
+			"only the fixed-rate HTTP workloads", bench.WaypointName, url, wp.Pod, wp.Node),
+		Target:    t,
+		Enter:     sw.EnrollWaypoint(t),
+		Workloads: plan.FixedRateHTTP(),
+	}}, nil
 }
 
 // write stores the run as JSON, SVG plots and Markdown in dir and prints the Markdown. A plot
