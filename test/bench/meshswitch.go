@@ -38,7 +38,7 @@ const (
 // Enroll labels the namespace ambient (without istio.io/use-waypoint) and waits until a new
 // connection from the client pod to the server arrives at the server node's agent over mTLS.
 func (m *MeshSwitch) Enroll(ctx context.Context) error {
-	if err := setNamespaceLabel(ctx, m.Cluster, m.Target.Namespace, api.LabelUseWaypoint, ""); err != nil {
+	if err := mesh.SetNamespaceLabel(ctx, m.Cluster, m.Target.Namespace, api.LabelUseWaypoint, ""); err != nil {
 		return fmt.Errorf("enroll %s: %w", m.Target.Namespace, err)
 	}
 	if err := mesh.SetAmbient(ctx, m.Cluster, m.Target.Namespace, true); err != nil {
@@ -56,7 +56,7 @@ func (m *MeshSwitch) Enroll(ctx context.Context) error {
 // Unenroll removes the namespace's labels (ambient and istio.io/use-waypoint) and waits until a
 // new connection from the client pod reaches the server without passing the server node's agent.
 func (m *MeshSwitch) Unenroll(ctx context.Context) error {
-	if err := setNamespaceLabel(ctx, m.Cluster, m.Target.Namespace, api.LabelUseWaypoint, ""); err != nil {
+	if err := mesh.SetNamespaceLabel(ctx, m.Cluster, m.Target.Namespace, api.LabelUseWaypoint, ""); err != nil {
 		return fmt.Errorf("unenroll %s: %w", m.Target.Namespace, err)
 	}
 	if err := mesh.SetAmbient(ctx, m.Cluster, m.Target.Namespace, false); err != nil {
@@ -81,14 +81,14 @@ func (m *MeshSwitch) EnrollWaypoint(l7 Target) func(context.Context) error {
 		if err := mesh.SetAmbient(ctx, m.Cluster, ns, true); err != nil {
 			return fmt.Errorf("enroll %s with waypoint: %w", ns, err)
 		}
-		if err := setNamespaceLabel(ctx, m.Cluster, ns, api.LabelUseWaypoint, WaypointName); err != nil {
+		if err := mesh.SetNamespaceLabel(ctx, m.Cluster, ns, api.LabelUseWaypoint, WaypointName); err != nil {
 			return fmt.Errorf("enroll %s with waypoint: %w", ns, err)
 		}
 		if sleep(ctx, m.Settle); ctx.Err() != nil {
 			return fmt.Errorf("enroll %s with waypoint: %w", ns, ctx.Err())
 		}
 		err := harness.WaitFor(ctx, m.Timeout, "a request to "+l7.HTTPURL+" counted by the waypoint", func(ctx context.Context) (bool, error) {
-			before, err := waypointRequests(ctx, m.Cluster, ns)
+			before, err := mesh.WaypointRequests(ctx, m.Cluster, ns, WaypointName)
 			if err != nil {
 				return false, err
 			}
@@ -97,7 +97,7 @@ func (m *MeshSwitch) EnrollWaypoint(l7 Target) func(context.Context) error {
 			if _, err := m.Cluster.Exec(cctx, ns, l7.ClientPod, m.Fortio, "curl", "-loglevel", "Warning", l7.HTTPURL); err != nil {
 				return false, err
 			}
-			after, err := waypointRequests(ctx, m.Cluster, ns)
+			after, err := mesh.WaypointRequests(ctx, m.Cluster, ns, WaypointName)
 			if err != nil {
 				return false, err
 			}

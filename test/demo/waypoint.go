@@ -8,8 +8,6 @@ import (
 	"io"
 	"maps"
 	"math"
-	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,30 +15,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
 
+	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/test/apps/client/report"
 	"github.com/weftmesh/weft/test/harness"
 	"github.com/weftmesh/weft/test/mesh"
 )
-
-// WaypointGateway is the sample namespace's waypoint, as Istio's docs write it.
-const WaypointGateway = `apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: waypoint
-  namespace: mesh
-spec:
-  gatewayClassName: istio-waypoint
-  listeners:
-  - name: mesh
-    port: 15008
-    protocol: HBONE
-`
 
 // BookSubsets is the tutorial's DestinationRule: the versions of books as subsets.
 const BookSubsets = `apiVersion: networking.istio.io/v1
@@ -162,36 +142,25 @@ func (w *WaypointResult) Failed() bool {
 		w.Post.Count == 0 || w.Post.Status["403"] != w.Post.Count
 }
 
-var gatewayGVR = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}
-
 // runWaypoint is the waypoint chapter: deploy the waypoint, shift a canary, deny by method.
 func runWaypoint(ctx context.Context, c *harness.Cluster, progress *harness.Progress, gw corev1.Pod) (*WaypointResult, error) {
 	res := &WaypointResult{}
 	start := time.Now()
 	progress.Step("applying the waypoint: Gateway %s/waypoint of class istio-waypoint", Namespace)
-	if err := c.Apply(ctx, Namespace, []byte(WaypointGateway)); err != nil {
-		return res, fmt.Errorf("waypoint: %w", err)
-	}
-	if err := c.WaitDeploymentReady(ctx, Namespace, "waypoint", 2*time.Minute); err != nil {
-		return res, fmt.Errorf("waypoint: %w", err)
-	}
-	if err := waitProgrammed(ctx, c, "waypoint"); err != nil {
+	if err := mesh.DeployWaypoint(ctx, c, Namespace, "waypoint", 2*time.Minute); err != nil {
 		return res, err
 	}
 	res.ReadyIn = time.Since(start)
-	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "gateway.networking.k8s.io/gateway-name=waypoint"})
+	pods, err := mesh.WaypointPods(ctx, c, Namespace, "waypoint")
 	if err != nil {
-		return res, fmt.Errorf("waypoint: %w", err)
+		return res, err
 	}
-	for _, p := range pods.Items {
-		if mesh.PodReady(p) && p.DeletionTimestamp == nil {
-			res.Pod, res.Node = p.Name, p.Spec.NodeName
-		}
+	for _, p := range pods {
+		res.Pod, res.Node = p.Name, p.Spec.NodeName
 	}
 	progress.Step("labelling namespace %s istio.io/use-waypoint=waypoint; applying DestinationRule books (subsets v1, v2)", Namespace)
-	patch := []byte(`{"metadata":{"labels":{"istio.io/use-waypoint":"waypoint"}}}`)
-	if _, err := c.Client.CoreV1().Namespaces().Patch(ctx, Namespace, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return res, fmt.Errorf("waypoint: label namespace %s: %w", Namespace, err)
+	if err := mesh.SetNamespaceLabel(ctx, c, Namespace, api.LabelUseWaypoint, "waypoint"); err != nil {
+		return res, fmt.Errorf("waypoint: %w", err)
 	}
 	if err := c.Apply(ctx, Namespace, []byte(BookSubsets)); err != nil {
 		return res, fmt.Errorf("waypoint: %w", err)
@@ -200,7 +169,7 @@ func runWaypoint(ctx context.Context, c *harness.Cluster, progress *harness.Prog
 	// Until the waypoint is in the path, nothing changes; with it, books is split 50/50 by
 	// round robin, the starting point of the canary.
 	err = harness.WaitFor(ctx, time.Minute, "requests to books through the waypoint", func(ctx context.Context) (bool, error) {
-		n, err := waypointRequests(ctx, c)
+		n, err := mesh.WaypointRequests(ctx, c, Namespace, "waypoint")
 		if err != nil || n > 0 {
 			return n > 0, err
 		}
@@ -313,61 +282,6 @@ func statusAndBody(out []byte) string {
 		return strings.TrimSpace(status)
 	}
 	return fmt.Sprintf("%s %q", strings.TrimSpace(status), body)
-}
-
-// waitProgrammed waits until the Gateway's Programmed condition is True.
-func waitProgrammed(ctx context.Context, c *harness.Cluster, name string) error {
-	dyn, err := dynamic.NewForConfig(c.ControlPlane.RESTConfig)
-	if err != nil {
-		return fmt.Errorf("gateway %s: %w", name, err)
-	}
-	return harness.WaitFor(ctx, 2*time.Minute, "gateway "+name+" Programmed", func(ctx context.Context) (bool, error) {
-		gw, err := dyn.Resource(gatewayGVR).Namespace(Namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		conds, _, _ := unstructured.NestedSlice(gw.Object, "status", "conditions")
-		for _, cond := range conds {
-			if m, ok := cond.(map[string]any); ok && m["type"] == "Programmed" && m["status"] == "True" {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-}
-
-// waypointRequests sums istio_requests_total of the sample namespace's waypoint pods.
-func waypointRequests(ctx context.Context, c *harness.Cluster) (float64, error) {
-	pods, err := c.Client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: "gateway.networking.k8s.io/gateway-name=waypoint"})
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, p := range pods.Items {
-		if p.Status.PodIP == "" || p.DeletionTimestamp != nil {
-			continue
-		}
-		ns, err := c.PodNetNS(&p)
-		if err != nil {
-			return 0, err
-		}
-		client := &http.Client{Transport: &http.Transport{DialContext: ns.DialContext}, Timeout: 5 * time.Second}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(p.Status.PodIP, "15020")+"/metrics", nil)
-		if err != nil {
-			return 0, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, fmt.Errorf("waypoint metrics: %w", err)
-		}
-		text, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return 0, fmt.Errorf("waypoint metrics: %w", err)
-		}
-		sum += mesh.CounterSum(string(text), "istio_requests_total")
-	}
-	return sum, nil
 }
 
 // writeWaypointReport renders the waypoint chapter.

@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,9 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/weftmesh/weft/test/apps/client/report"
@@ -26,30 +20,8 @@ import (
 	"github.com/weftmesh/weft/test/mesh"
 )
 
-// waypointGateway is the waypoint of the sample namespace, as Istio's docs write it.
-const waypointGateway = `apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: waypoint
-  namespace: mesh
-spec:
-  gatewayClassName: istio-waypoint
-  listeners:
-  - name: mesh
-    port: 15008
-    protocol: HBONE
-`
-
-// bookSubsets is the tutorial's DestinationRule: the versions of books as subsets.
-const bookSubsets = `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: books, namespace: mesh}
-spec:
-  host: books
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-`
+// waypointGateway is the sample namespace's waypoint, as Istio's docs write it.
+var waypointGateway = string(mesh.WaypointManifest(demo.Namespace, "waypoint"))
 
 // TestPrivilegedWaypoint follows "Istio Explained – Service Mesh Part 1: Routing" step by step
 // with its own YAML, through a waypoint deployed from a Gateway of class istio-waypoint: the
@@ -78,7 +50,9 @@ func TestPrivilegedWaypoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitProgrammed(t, ctx, c, "waypoint")
-	labelNamespace(t, ctx, c, demo.Namespace, "istio.io/use-waypoint", "waypoint")
+	if err := mesh.SetNamespaceLabel(ctx, c, demo.Namespace, "istio.io/use-waypoint", "waypoint"); err != nil {
+		t.Fatal(err)
+	}
 	gw := podOf(t, ctx, c, "gw")
 	books := "http://books/"
 
@@ -89,7 +63,7 @@ func TestPrivilegedWaypoint(t *testing.T) {
 	})
 
 	t.Run("all v1", func(t *testing.T) {
-		apply(t, ctx, c, bookSubsets+`---
+		apply(t, ctx, c, demo.BookSubsets+`---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: books, namespace: mesh}
@@ -482,46 +456,14 @@ func podOf(t *testing.T, ctx context.Context, c *harness.Cluster, app string) co
 // waypointRequests sums the waypoint's istio_requests_total series that contain every part.
 func waypointRequests(t *testing.T, ctx context.Context, c *harness.Cluster, parts ...string) float64 {
 	t.Helper()
-	pods, err := c.Client.CoreV1().Pods(demo.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "gateway.networking.k8s.io/gateway-name=waypoint"})
+	n, err := mesh.WaypointRequests(ctx, c, demo.Namespace, "waypoint", parts...)
 	if err != nil {
-		t.Fatal(err)
+		t.Logf("waypoint metrics: %v", err) // a waypoint pod going away
 	}
-	var sum float64
-	for _, p := range pods.Items {
-		if p.Status.PodIP == "" || p.DeletionTimestamp != nil {
-			continue
-		}
-		ns, err := c.PodNetNS(&p)
-		if err != nil {
-			continue // a waypoint pod going away
-		}
-		text, err := scrape(ctx, ns, "http://"+net.JoinHostPort(p.Status.PodIP, "15020")+"/metrics")
-		if err != nil {
-			continue
-		}
-		sum += mesh.CounterSum(text, "istio_requests_total", parts...)
-	}
-	return sum
-}
-
-// scrape GETs a metrics page from inside a network namespace.
-func scrape(ctx context.Context, ns harness.NetNS, url string) (string, error) {
-	client := &http.Client{Transport: &http.Transport{DialContext: ns.DialContext}, Timeout: 5 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
+	return n
 }
 
 var (
-	gatewayGVR = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}
 	// objectGVRs are the kinds deleteObject deletes.
 	objectGVRs = map[string]schema.GroupVersionResource{
 		"virtualservices":  {Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"},
@@ -542,28 +484,14 @@ func dynamicClient(t *testing.T, c *harness.Cluster) *dynamic.DynamicClient {
 // waitProgrammed waits until the Gateway's Programmed condition is True.
 func waitProgrammed(t *testing.T, ctx context.Context, c *harness.Cluster, name string) {
 	t.Helper()
-	dyn := dynamicClient(t, c)
-	err := harness.WaitFor(ctx, 2*time.Minute, "gateway "+name+" programmed", func(ctx context.Context) (bool, error) {
-		gw, err := dyn.Resource(gatewayGVR).Namespace(demo.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		conds, _, _ := unstructured.NestedSlice(gw.Object, "status", "conditions")
-		for _, cond := range conds {
-			if m, ok := cond.(map[string]any); ok && m["type"] == "Programmed" && m["status"] == "True" {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
+	if err := mesh.WaitProgrammed(ctx, c, demo.Namespace, name, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func deleteGateway(t *testing.T, ctx context.Context, c *harness.Cluster, name string) {
 	t.Helper()
-	if err := dynamicClient(t, c).Resource(gatewayGVR).Namespace(demo.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+	if err := dynamicClient(t, c).Resource(mesh.GatewayGVR).Namespace(demo.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -572,15 +500,6 @@ func deleteGateway(t *testing.T, ctx context.Context, c *harness.Cluster, name s
 func deleteObject(t *testing.T, ctx context.Context, c *harness.Cluster, resource, name string) {
 	t.Helper()
 	if err := dynamicClient(t, c).Resource(objectGVRs[resource]).Namespace(demo.Namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// labelNamespace sets a label on a namespace.
-func labelNamespace(t *testing.T, ctx context.Context, c *harness.Cluster, ns, key, value string) {
-	t.Helper()
-	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, key, value)
-	if _, err := c.Client.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -134,18 +134,7 @@ func Client(ctx context.Context, c *harness.Cluster, namespace, pod, url string,
 
 // AgentMetrics scrapes the node agent of node n.
 func AgentMetrics(ctx context.Context, n *harness.Node) (string, error) {
-	client := &http.Client{Transport: &http.Transport{DialContext: n.NetNS.DialContext}, Timeout: 5 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(n.IP.String(), "15020")+"/metrics", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
+	return Scrape(ctx, n.NetNS, "http://"+net.JoinHostPort(n.IP.String(), "15020")+"/metrics")
 }
 
 // CounterSum adds up the values of the series of metric whose lines contain every part.
