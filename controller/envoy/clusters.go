@@ -201,7 +201,7 @@ func (b *builder) clusters() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAss
 				if c.GetType() != clusterv3.Cluster_EDS {
 					continue
 				}
-				a := &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: b.endpoints(s, port, v.labels)}}}
+				a := &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{locality(b.endpoints(s, port, v.labels))}}
 				if err := a.ValidateAll(); err != nil {
 					b.problem("Service", s.svc.ObjectMeta, "endpoints", "the endpoints of "+name+" are invalid and left out: "+err.Error(), "")
 					continue
@@ -416,4 +416,11 @@ func (b *builder) effectivePolicy(host string, port uint32, subset string) *netw
 	}
 	sp, _ := portPolicy(ss.TrafficPolicy, port)
 	return overlay(top, sp)
+}
+
+// locality groups endpoints in one locality of weight 1: Envoy treats a missing locality and
+// weight the same way, but gRPC's xDS client rejects a locality without an ID and skips one
+// without weight, so both are explicit.
+func locality(lbs []*endpointv3.LbEndpoint) *endpointv3.LocalityLbEndpoints {
+	return &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{}, LoadBalancingWeight: wrapperspb.UInt32(1), LbEndpoints: lbs}
 }

@@ -157,7 +157,7 @@ func (b *builder) externalClusters() []*clusterv3.Cluster {
 				b.problem("ServiceEntry", s.se.ObjectMeta, "spec.endpoints", "resolution DNS_ROUND_ROBIN takes one endpoint; the others are ignored", "use resolution DNS for several endpoints")
 				lbs = lbs[:1]
 			}
-			c.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}}
+			c.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{locality(lbs)}}
 			if err := c.ValidateAll(); err != nil {
 				b.problem("ServiceEntry", s.se.ObjectMeta, "spec", "the cluster "+name+" is invalid and left out ("+err.Error()+"); requests to it fail with 503", "correct the ServiceEntry")
 				continue

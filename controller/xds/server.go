@@ -6,6 +6,12 @@
 // as itself, "waypoint~<namespace>~<gateway>~<pod>", running as its Gateway's service
 // account), and tracks what was pushed, sent, ACKed and NACKed per client for the debug pages
 // and metrics.
+//
+// Proxyless gRPC pods ("grpc~<namespace>~<waypoint>~<pod>", see GRPCNodeID) are served over
+// state-of-the-world ADS, the only variant gRPC speaks, and they alone are: a pod of the
+// waypoint's namespace, from a token bound to it, receives that waypoint's configuration
+// shaped by controller/grpcxds (client listeners per "<host>:<port>", a server listener per
+// listening address it asks for; routes, clusters and endpoints unchanged).
 package xds
 
 import (
@@ -72,8 +78,12 @@ type Server struct {
 	opts  Options
 	ctx   context.Context
 	log   *slog.Logger
-	cache cachev3.SnapshotCache
-	xds   serverv3.Server
+	cache cachev3.SnapshotCache // agents and waypoints (delta)
+	// gcache holds the snapshots of proxyless gRPC nodes (state of the world, see grpc.go);
+	// gmu orders the snapshots set for one of them.
+	gcache cachev3.SnapshotCache
+	gmu    sync.Mutex
+	xds    serverv3.Server
 
 	mu      sync.Mutex
 	version uint64
@@ -86,6 +96,7 @@ type Server struct {
 	wconfigs  map[WaypointKey]*waypointSnapshot // the newest configuration of each waypoint
 	wstatuses map[string]*NodeStatus            // by waypoint node ID
 	wdigests  map[string]uint64                 // by waypoint node ID: digest of its snapshot
+	gnodes    map[string]*grpcNode              // proxyless gRPC nodes by node ID
 
 	m metrics
 }
@@ -94,6 +105,7 @@ type stream struct {
 	peer     Peer
 	node     string       // the node ID the stream acts for, set by its first request
 	waypoint *WaypointKey // set for a waypoint pod's stream
+	grpc     *WaypointKey // set for a proxyless gRPC pod's stream (state of the world)
 	counted  bool         // the stream counts in its node's Streams (after its first request)
 	sent     map[string]sent
 }
@@ -125,16 +137,19 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, ctx: ctx, log: opts.Logger, nodes: map[string]*NodeStatus{}, digests: map[string]uint64{}, streams: map[int64]*stream{},
-		wconfigs: map[WaypointKey]*waypointSnapshot{}, wstatuses: map[string]*NodeStatus{}, wdigests: map[string]uint64{}}
+		wconfigs: map[WaypointKey]*waypointSnapshot{}, wstatuses: map[string]*NodeStatus{}, wdigests: map[string]uint64{}, gnodes: map[string]*grpcNode{}}
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{opts.Logger})
-	s.xds = serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
+	s.gcache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{opts.Logger})
+	s.xds = serverv3.NewServer(ctx, muxCache{delta: s.cache, sotw: s.gcache}, serverv3.CallbackFuncs{
 		DeltaStreamOpenFunc:     s.onOpen,
 		DeltaStreamClosedFunc:   s.onClosed,
 		StreamDeltaRequestFunc:  s.onRequest,
 		StreamDeltaResponseFunc: s.onResponse,
-		StreamOpenFunc: func(context.Context, int64, string) error {
-			return status.Error(codes.Unimplemented, "workload discovery is served over delta ADS only (DeltaAggregatedResources)")
-		},
+		// State of the world: proxyless gRPC pods only (grpc.go).
+		StreamOpenFunc:     s.onSotwOpen,
+		StreamClosedFunc:   s.onSotwClosed,
+		StreamRequestFunc:  s.onSotwRequest,
+		StreamResponseFunc: s.onSotwResponse,
 	})
 	s.m = metrics{
 		pushes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_controller_xds_pushes_total", Help: "Snapshots pushed to the cache (one per change batch)."}),

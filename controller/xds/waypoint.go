@@ -57,6 +57,7 @@ type WaypointConfig struct {
 
 // waypointSnapshot is the newest configuration of a waypoint.
 type waypointSnapshot struct {
+	cfg       *WaypointConfig // what snap holds, for proxyless gRPC nodes
 	snap      *cachev3.Snapshot
 	version   string
 	digest    uint64
@@ -132,15 +133,20 @@ func (s *Server) PushWaypoints(ctx context.Context, cfgs map[WaypointKey]*Waypoi
 		for _, rs := range res {
 			n += len(rs)
 		}
-		s.wconfigs[k] = &waypointSnapshot{snap: snap, version: version, digest: d, resources: n, pushedAt: now}
+		if cfg == nil {
+			cfg = &WaypointConfig{}
+		}
+		s.wconfigs[k] = &waypointSnapshot{cfg: cfg, snap: snap, version: version, digest: d, resources: n, pushedAt: now}
 		changed[k] = true
 		s.m.wpushes.Inc()
 	}
 	for k := range s.wconfigs {
 		if cfgs[k] == nil {
 			delete(s.wconfigs, k)
+			changed[k] = true
 		}
 	}
+	grpcNodes := s.grpcNodesOf(changed)
 	type set struct {
 		node string
 		snap *cachev3.Snapshot
@@ -180,6 +186,9 @@ func (s *Server) PushWaypoints(ctx context.Context, cfgs map[WaypointKey]*Waypoi
 		if err := s.cache.SetSnapshot(ctx, st.node, st.snap); err != nil {
 			s.log.Error("set waypoint snapshot", "node", st.node, "err", err)
 		}
+	}
+	for _, n := range grpcNodes {
+		s.serveGRPC(ctx, n)
 	}
 }
 
