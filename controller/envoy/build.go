@@ -55,7 +55,8 @@ const ListenerName = "main_internal"
 // Config is the translation of one namespace. Every resource passed its ValidateAll(); the
 // slices are sorted by name.
 type Config struct {
-	// Listener has a filter chain per HTTP service port; nil when the namespace has none.
+	// Listener has a filter chain per HTTP service port and one per TCP (non-HTTP) port of
+	// each Service with a cluster IP; nil when the namespace has none.
 	Listener  *listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
@@ -96,6 +97,7 @@ type svcPort struct {
 	number uint32
 	target uint32 // 0: a named target port, resolved per endpoint
 	http2  bool   // HTTP/2 or gRPC to the upstream
+	tcp    bool   // a TCP port served by tcp_proxy (not HTTP)
 }
 
 type service struct {
@@ -104,6 +106,7 @@ type service struct {
 	host  string                     // FQDN
 	vips  []string
 	ports []svcPort // the HTTP ports
+	tcp   []svcPort // the other TCP ports (tcp_proxy)
 }
 
 func (s *service) port(n uint32) *svcPort {
@@ -191,16 +194,18 @@ func (b *builder) indexServices() {
 				continue
 			}
 			proto, ok := httpProtocol(p)
-			if !ok {
-				continue
-			}
-			sp := svcPort{name: p.Name, number: uint32(p.Port), http2: proto != "http"}
+			sp := svcPort{name: p.Name, number: uint32(p.Port), http2: proto != "http", tcp: !ok}
 			if p.TargetPort.IntValue() > 0 {
 				sp.target = uint32(p.TargetPort.IntValue())
 			} else if p.TargetPort.StrVal == "" {
 				sp.target = uint32(p.Port)
 			}
-			s.ports = append(s.ports, sp)
+			if ok {
+				s.ports = append(s.ports, sp)
+			} else {
+				sp.http2 = false
+				s.tcp = append(s.tcp, sp)
+			}
 		}
 		b.services[s.host] = s
 		for _, a := range []string{svc.Name, svc.Name + "." + ns, svc.Name + "." + ns + ".svc", s.host} {
@@ -210,7 +215,7 @@ func (b *builder) indexServices() {
 }
 
 // httpProtocol is Istio's protocol selection for the ports a waypoint routes at L7: the
-// port's appProtocol, else its name's prefix. Other ports are not routed by the listener.
+// port's appProtocol, else its name's prefix. Other TCP ports are relayed by tcp_proxy.
 func httpProtocol(p corev1.ServicePort) (string, bool) {
 	proto := strings.ToLower(p.Name)
 	if p.AppProtocol != nil {

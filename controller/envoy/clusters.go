@@ -157,16 +157,23 @@ func overlay(base, top *networking.TrafficPolicy) *networking.TrafficPolicy {
 	return out
 }
 
-// clusters builds a cluster per HTTP service port and per DestinationRule subset, and the
-// load assignment of each EDS cluster.
+// clusters builds a cluster per HTTP service port and per DestinationRule subset, one per
+// TCP service port (tcp_proxy has no routes, so no subsets), and the load assignment of
+// each EDS cluster.
 func (b *builder) clusters() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment) {
 	var clusters []*clusterv3.Cluster
 	var cla []*endpointv3.ClusterLoadAssignment
 	for _, host := range sortedKeys(b.services) {
 		s := b.services[host]
 		d := b.drs[host]
+		ports := make([]*svcPort, 0, len(s.ports)+len(s.tcp))
 		for i := range s.ports {
-			port := &s.ports[i]
+			ports = append(ports, &s.ports[i])
+		}
+		for i := range s.tcp {
+			ports = append(ports, &s.tcp[i])
+		}
+		for _, port := range ports {
 			type variant struct {
 				subset string
 				labels map[string]string
@@ -180,7 +187,13 @@ func (b *builder) clusters() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAss
 					variants[0].field = fmt.Sprintf("spec.trafficPolicy.portLevelSettings[%d]", pi)
 				}
 				variants[0].policy = top
+				if port.tcp {
+					b.checkTCPPolicy(d, top, variants[0].field, port.number)
+				}
 				for _, name := range sortedKeys(d.subsets) {
+					if port.tcp {
+						break // subsets are chosen by routes: a TCP port has none
+					}
 					ss := d.subsets[name]
 					sp, spi := portPolicy(ss.TrafficPolicy, port.number)
 					field := fmt.Sprintf("spec.subsets[%d].trafficPolicy", d.index[name])
@@ -226,6 +239,9 @@ func cluster(name string, port *svcPort, policy *networking.TrafficPolicy, repor
 		ConnectTimeout:       durationpb.New(defaultConnectTimeout),
 		LbPolicy:             clusterv3.Cluster_LEAST_REQUEST, // Istio's default
 		CircuitBreakers:      &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{thresholds}},
+	}
+	if port.tcp {
+		defer func() { c.TypedExtensionProtocolOptions = nil }() // raw TCP: no HTTP options
 	}
 	opts := &upstreamhttpv3.HttpProtocolOptions{}
 	if port.http2 {
@@ -423,4 +439,14 @@ func (b *builder) effectivePolicy(host string, port uint32, subset string) *netw
 // without weight, so both are explicit.
 func locality(lbs []*endpointv3.LbEndpoint) *endpointv3.LocalityLbEndpoints {
 	return &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{}, LoadBalancingWeight: wrapperspb.UInt32(1), LbEndpoints: lbs}
+}
+
+// checkTCPPolicy reports the connection-pool settings of a TCP port's policy that the
+// waypoint's tcp_proxy does not apply (Istio puts them on its tcp_proxy; Weft does not yet).
+// The HTTP settings do not apply to TCP, as in Istio, and are not reported.
+func (b *builder) checkTCPPolicy(d *destinationRule, p *networking.TrafficPolicy, field string, port uint32) {
+	t := p.GetConnectionPool().GetTcp()
+	if t.GetIdleTimeout() != nil || t.GetMaxConnectionDuration() != nil {
+		b.problem("DestinationRule", d.dr.ObjectMeta, field+".connectionPool.tcp", fmt.Sprintf("idleTimeout and maxConnectionDuration are not applied to TCP port %d by the waypoint; ignored there", port), "remove them, or name the port for HTTP")
+	}
 }

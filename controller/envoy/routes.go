@@ -40,7 +40,7 @@ const (
 const istioRetryOn = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 
 // routes builds a RouteConfiguration per HTTP port of the namespace's services and the
-// listener with a filter chain per port. known holds the names of the clusters built.
+// listener with a filter chain per HTTP port, then the TCP chains (tcp.go). known holds the names of the clusters built.
 func (b *builder) routes(known map[string]bool) ([]*routev3.RouteConfiguration, *listenerv3.Listener) {
 	byPort := map[uint32][]*service{}
 	for _, m := range []map[string]*service{b.services, b.external} {
@@ -97,8 +97,9 @@ func (b *builder) routes(known map[string]bool) ([]*routev3.RouteConfiguration, 
 		out = append(out, rc)
 		l.FilterChains = append(l.FilterChains, chain)
 	}
+	l.FilterChains = append(l.FilterChains, b.tcpChains(known)...)
 	if len(l.FilterChains) == 0 {
-		return out, nil // no HTTP port: nothing to listen for
+		return out, nil // no service port: nothing to listen for
 	}
 	if err := l.ValidateAll(); err != nil {
 		b.problems = append(b.problems, Problem{Kind: "Listener", Name: ListenerName, Field: "-", Message: "invalid: " + err.Error(), Fix: "report this as a bug of Weft"})

@@ -17,6 +17,12 @@
 // per-route config in place of the filter's own, so the Service's set (which already includes
 // the waypoint-wide policies) replaces the waypoint's.
 //
+// TCP chains (tcp_proxy, one per Service TCP port, named "<host>:<port>") get three network
+// RBAC filters before tcp_proxy, named [NetworkAuditFilter], [NetworkDenyFilter] and
+// [NetworkAllowFilter], carrying the Service's own set when it has policies, else the
+// waypoint-wide set, each made L4-only by [NetworkRBAC] in the safe direction (an ALLOW rule
+// needing HTTP attributes matches nothing; DENY and AUDIT rules drop their HTTP parts).
+//
 // Without any applicable policy no RBAC filter is added. If the filters cannot be added (not
 // expected: every config passed ValidateAll), the Listener is left out, so the waypoint serves
 // nothing rather than serving without authorization, and a Problem says so.

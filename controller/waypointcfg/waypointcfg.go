@@ -87,8 +87,12 @@ func Merge(env *envoy.Config, authz rbac.Output, clusterDomain string) *Config {
 	if !applies(authz) {
 		return cfg
 	}
+	suffix := ".svc." + cmp.Or(clusterDomain, "cluster.local")
 	if env.Listener != nil {
 		l, err := withFilters(env.Listener, authz.Gateway)
+		if err == nil {
+			l, err = withNetworkFilters(l, authz, suffix)
+		}
 		if err != nil {
 			cfg.Listener = nil
 			cfg.Problems = append(cfg.Problems, envoy.Problem{Kind: "Listener", Name: envoy.ListenerName, Field: "filterChains",
@@ -97,7 +101,6 @@ func Merge(env *envoy.Config, authz rbac.Output, clusterDomain string) *Config {
 			cfg.Listener = l
 		}
 	}
-	suffix := ".svc." + cmp.Or(clusterDomain, "cluster.local")
 	cfg.Routes = make([]*routev3.RouteConfiguration, len(env.Routes))
 	for i, rc := range env.Routes {
 		cfg.Routes[i] = rc

@@ -81,7 +81,7 @@ func Run(ctx context.Context, cfg Config) error {
 	clusters := upstream.NewManager(&dialer{pool: pool, id: id}, upstream.Options{Logger: log})
 	defer clusters.Close()
 	handler := proxy.NewHandler(proxy.HandlerOptions{Clusters: clusters, Metrics: m, AccessLog: cfg.AccessLog, Logger: log})
-	server := proxy.NewServer(proxy.ServerOptions{Identity: id, Certs: certs, Accept: handler.Accept, Handler: handler, Logger: log})
+	server := proxy.NewServer(proxy.ServerOptions{Identity: id, Certs: certs, Accept: handler.Accept, Relay: handler.Relay, Handler: handler, Logger: log})
 
 	st := &state{}
 	var endpoints map[netip.Addr]bool // addresses of the endpoints in force

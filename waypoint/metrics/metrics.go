@@ -1,6 +1,8 @@
 // Package metrics holds the waypoint's Istio standard request metrics (istio_requests_total,
-// istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes) with Istio's
-// labels and buckets, reported as reporter="waypoint", so dashboards built for Istio's
+// istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes) and TCP
+// metrics (istio_tcp_connections_opened_total, istio_tcp_connections_closed_total,
+// istio_tcp_sent_bytes_total, istio_tcp_received_bytes_total; bytes added when the connection
+// closes) with Istio's labels and buckets, reported as reporter="waypoint", so dashboards built for Istio's
 // waypoints (Kiali, Grafana's Istio dashboards) work unchanged.
 package metrics
 
@@ -66,6 +68,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	requestBytes  *prometheus.HistogramVec
 	responseBytes *prometheus.HistogramVec
+	tcp           tcpMetrics
 }
 
 // New returns the metrics registered on r.
@@ -78,8 +81,9 @@ func New(r prometheus.Registerer) (*Metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 10, 9)}, names),
 		responseBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "istio_response_bytes", Help: "Response sizes (headers and body), in bytes.",
 			Buckets: prometheus.ExponentialBuckets(1, 10, 9)}, names),
+		tcp: newTCPMetrics(),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.requestBytes, m.responseBytes} {
+	for _, c := range append([]prometheus.Collector{m.requests, m.duration, m.requestBytes, m.responseBytes}, m.tcp.collectors()...) {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}

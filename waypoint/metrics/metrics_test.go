@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,5 +32,37 @@ istio_requests_total{connection_security_policy="mutual_tls",destination_app="un
 	}
 	if n := testutil.CollectAndCount(reg, "istio_request_duration_milliseconds"); n != 1 {
 		t.Errorf("duration series = %d, want 1", n)
+	}
+}
+
+func TestTCP(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &metrics.Labels{SourceWorkload: "client", DestinationService: "db.mesh.svc.cluster.local", ResponseCode: 200}
+	m.TCPOpened(l)
+	m.TCPOpened(l)
+	m.TCPClosed(l, 10, 4)
+	labels := `connection_security_policy="mutual_tls",destination_app="unknown",destination_canonical_revision="unknown",destination_canonical_service="unknown",destination_cluster="unknown",destination_principal="unknown",destination_service="db.mesh.svc.cluster.local",destination_service_name="unknown",destination_service_namespace="unknown",destination_version="unknown",destination_workload="unknown",destination_workload_namespace="unknown",reporter="waypoint",request_protocol="tcp",response_flags="-",source_app="unknown",source_canonical_revision="unknown",source_canonical_service="unknown",source_principal="unknown",source_version="unknown",source_workload="client",source_workload_namespace="unknown"`
+	tests := []struct {
+		name, help string
+		want       float64
+	}{
+		{"istio_tcp_connections_opened_total", "TCP connections opened through the waypoint.", 2},
+		{"istio_tcp_connections_closed_total", "TCP connections through the waypoint that closed.", 1},
+		{"istio_tcp_sent_bytes_total", "Bytes sent to the clients of TCP connections (the responses).", 10},
+		{"istio_tcp_received_bytes_total", "Bytes received from the clients of TCP connections (the requests).", 4},
+	}
+	for _, tt := range tests {
+		want := "# HELP " + tt.name + " " + tt.help + "\n# TYPE " + tt.name + " counter\n" + tt.name + "{" + labels + "} " + strconv.FormatFloat(tt.want, 'f', -1, 64) + "\n"
+		got, err := testutil.GatherAndLint(reg, tt.name)
+		if err != nil || len(got) > 0 {
+			t.Errorf("%s lint: %v %v", tt.name, got, err)
+		}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), tt.name); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
 	}
 }

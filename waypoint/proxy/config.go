@@ -20,10 +20,12 @@ const (
 	routerFilter = "envoy.filters.http.router"
 )
 
-// Config is one compiled configuration of the waypoint: a chain per service port, each with
-// its routes and its HTTP filters. It is immutable; the handler swaps it atomically.
+// Config is one compiled configuration of the waypoint: a chain per HTTP service port, each
+// with its routes and its HTTP filters, and the TCP chains (tcp_proxy, by destination port and
+// address). It is immutable; the handler swaps it atomically.
 type Config struct {
 	chains map[uint16]*chain
+	tcp    map[uint16][]*tcpChain // TCP chains by destination port (see tcp.go)
 }
 
 // chain is one filter chain of the listener: the connection manager of a destination port.
@@ -60,9 +62,14 @@ func (f *rbacFilter) filter(rt *route.Route, c *route.Cluster) *rbac.Filter {
 
 // Ports returns the destination ports the configuration serves.
 func (c *Config) Ports() []uint16 {
-	out := make([]uint16, 0, len(c.chains))
+	out := make([]uint16, 0, len(c.chains)+len(c.tcp))
 	for p := range c.chains {
 		out = append(out, p)
+	}
+	for p := range c.tcp {
+		if c.chains[p] == nil {
+			out = append(out, p)
+		}
 	}
 	return out
 }
@@ -79,7 +86,7 @@ func Compile(listeners []*listenerv3.Listener, routes []*routev3.RouteConfigurat
 		}
 		tables[rc.GetName()] = t
 	}
-	cfg := &Config{chains: map[uint16]*chain{}}
+	cfg := &Config{chains: map[uint16]*chain{}, tcp: map[uint16][]*tcpChain{}}
 	for _, l := range listeners {
 		for i, fc := range l.GetFilterChains() {
 			path := fmt.Sprintf("listener %q: filter_chains[%d]", l.GetName(), i)
@@ -87,7 +94,20 @@ func Compile(listeners []*listenerv3.Listener, routes []*routev3.RouteConfigurat
 			if port == 0 || port > 65535 {
 				return nil, fmt.Errorf("%s.filter_chain_match.destination_port: %d is not a port; the waypoint selects chains by the tunnel's destination port", path, port)
 			}
-			if _, dup := cfg.chains[uint16(port)]; dup {
+			if isTCPChain(fc) {
+				tc, err := compileTCPChain(path, fc)
+				if err != nil {
+					return nil, err
+				}
+				if err := cfg.addTCP(path, uint16(port), tc); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if len(fc.GetFilterChainMatch().GetPrefixRanges()) > 0 {
+				return nil, fmt.Errorf("%s.filter_chain_match.prefix_ranges: not supported on HTTP chains (the virtual host selects the service); remove them", path)
+			}
+			if _, dup := cfg.chains[uint16(port)]; dup || cfg.tcpWithoutPrefix(uint16(port)) {
 				return nil, fmt.Errorf("%s.filter_chain_match.destination_port: %d has two chains", path, port)
 			}
 			ch, err := compileChain(path, fc, tables)

@@ -70,14 +70,15 @@ func (h *Handler) SetConfig(cfg *Config) { h.cfg.Store(cfg) }
 // Config returns the configuration in force, nil before the first.
 func (h *Handler) Config() *Config { return h.cfg.Load() }
 
-// Accept serves a tunnel when a chain exists for its destination port (ServerOptions.Accept).
+// Accept serves a tunnel when an HTTP chain exists for its destination port or a TCP chain
+// for its destination (ServerOptions.Accept).
 func (h *Handler) Accept(in *hbone.Inbound) (int, error) {
 	cfg := h.cfg.Load()
 	if cfg == nil {
 		return http.StatusServiceUnavailable, errors.New("the waypoint has no configuration yet")
 	}
-	if cfg.chains[in.Authority.Port()] == nil {
-		return http.StatusBadRequest, errors.New("the waypoint serves no HTTP service on this port")
+	if cfg.chains[in.Authority.Port()] == nil && cfg.tcpFor(in.Authority) == nil {
+		return http.StatusBadRequest, errors.New("the waypoint serves no service on this port")
 	}
 	return 0, nil
 }

@@ -21,6 +21,10 @@ type ServerOptions struct {
 	// Accept decides whether a tunnel is served: it returns 0 to serve it, or the status to
 	// refuse it with (400 for a port the waypoint has no listener for).
 	Accept func(in *hbone.Inbound) (status int, err error)
+	// Relay, if set, may take over an accepted tunnel before it is served as HTTP
+	// ([Handler.Relay]: TCP chains): it returns the function that consumes the stream, or the
+	// status to refuse the tunnel with, or nil and 0 to serve it as HTTP.
+	Relay func(ctx context.Context, in *hbone.Inbound) (serve func(stream net.Conn), status int, err error)
 	// Handler serves the requests carried by accepted tunnels; the request's context holds the
 	// tunnel ([Tunnel]).
 	Handler http.Handler
@@ -79,6 +83,11 @@ func NewServer(o ServerOptions) *Server {
 			if o.Accept != nil {
 				if status, err := o.Accept(in); status != 0 {
 					return nil, status, err
+				}
+			}
+			if o.Relay != nil {
+				if serve, status, err := o.Relay(ctx, in); serve != nil || status != 0 {
+					return serve, status, err
 				}
 			}
 			return func(st net.Conn) { s.ln.serve(ctx, newTunnelConn(st, in)) }, 0, nil

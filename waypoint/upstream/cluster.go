@@ -62,6 +62,7 @@ type host struct {
 	active     int // requests picked for this host and not finished (pending included)
 	conns      []*pconn
 	connecting int
+	tcpConns   int       // raw connections open by DialTCP
 	waiting    list.List // of *waiter
 	lastUsed   time.Time
 	od         hostOutlier

@@ -4,7 +4,8 @@
 // detection — following Envoy's documented semantics. Every connection is opened through
 // a [Dialer] (HBONE or plain TCP, chosen by the proxy from [Endpoint.Tunnel]); HTTP is
 // spoken by net/http's single-connection [http.ClientConn], HTTP/1.1 or HTTP/2 cleartext
-// with prior knowledge (h2c), never parsed here.
+// with prior knowledge (h2c), never parsed here. [Cluster.DialTCP] opens a raw connection
+// for tcp_proxy instead (load balancer, max_connections and outlier detection apply; see it).
 //
 // [Manager.Update] is all-or-nothing: everything is compiled first and any field the
 // waypoint does not implement is refused with an error naming the cluster and the field,
