@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,6 +34,9 @@ func TestPrivilegedWaypoint(t *testing.T) {
 	if err := c.Apply(ctx, demo.Namespace, demo.SampleManifest); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Apply(ctx, demo.Namespace, []byte(tcpEcho)); err != nil {
+		t.Fatal(err)
+	}
 	if err := mesh.SetAmbient(ctx, c, demo.Namespace, true); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +44,7 @@ func TestPrivilegedWaypoint(t *testing.T) {
 	if err := mesh.Install(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{"gw", "books-v1", "books-v2", "ratings-v1", "ratings-v2"} {
+	for _, d := range []string{"gw", "books-v1", "books-v2", "ratings-v1", "ratings-v2", "tcp-echo"} {
 		if err := c.WaitDeploymentReady(ctx, demo.Namespace, d, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -344,6 +348,17 @@ spec:
 		}
 	})
 
+	t.Run("TCP port through the waypoint", func(t *testing.T) {
+		before := waypointTCP(t, ctx, c)
+		out, err := c.Exec(ctx, gw.Namespace, gw.Name, c.Binary("client"), "tcp", "tcp-echo:9000", "-send", "through the waypoint", "-n", "1")
+		if err != nil || !strings.Contains(string(out), "through the waypoint") {
+			t.Fatalf("tcp echo through the waypoint: %v\n%s", err, out)
+		}
+		if after := waypointTCP(t, ctx, c); after <= before {
+			t.Errorf("the waypoint did not count the TCP connection (%v → %v)", before, after)
+		}
+	})
+
 	t.Run("waypoint deleted: refused, not bypassed; recreated: traffic resumes", func(t *testing.T) {
 		deleteGateway(t, ctx, c, "waypoint")
 		// The waypoint's pod ends gracefully; once it is gone the agents refuse at once.
@@ -369,6 +384,55 @@ spec:
 			t.Errorf("POST through the new waypoint: statuses %v, want 5 × 403", r.Status)
 		}
 	})
+}
+
+// tcpEcho is a TCP service (a port that is not HTTP): the waypoint relays it as TCP.
+const tcpEcho = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: tcp-echo, namespace: mesh}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: tcp-echo}}
+  template:
+    metadata: {labels: {app: tcp-echo, version: v1}}
+    spec:
+      containers:
+      - name: echo
+        image: weftmesh/echo:latest
+        env:
+        - {name: NAME, value: tcp-echo}
+        - {name: TCP_PORT, value: "9000"}
+        ports: [{name: http, containerPort: 8080}, {name: tcp, containerPort: 9000}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-echo, namespace: mesh}
+spec:
+  selector: {app: tcp-echo}
+  ports: [{name: tcp, port: 9000, targetPort: tcp}]
+`
+
+// waypointTCP sums the waypoint's istio_tcp_connections_opened_total.
+func waypointTCP(t *testing.T, ctx context.Context, c *harness.Cluster) float64 {
+	t.Helper()
+	pods, err := mesh.WaypointPods(ctx, c, demo.Namespace, "waypoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, p := range pods {
+		ns, err := c.PodNetNS(&p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := mesh.Scrape(ctx, ns, "http://"+net.JoinHostPort(p.Status.PodIP, "15020")+"/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += mesh.CounterSum(text, "istio_tcp_connections_opened_total")
+	}
+	return sum
 }
 
 // httpFrom runs n HTTP requests to url from inside pod with the client app's extra flags, each
