@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/internal/backoff"
 	"github.com/weftmesh/weft/nodeagent/config"
 	"github.com/weftmesh/weft/nodeagent/state"
 )
@@ -130,16 +131,16 @@ func (s *Source) Run(ctx context.Context, apply func(*state.Snapshot) error) err
 	defer s.running.Store(false)
 
 	sy := &syncState{held: make(map[string]resource), pending: make(map[string]bool)}
-	bo := backoff{min: s.opts.MinBackoff, max: s.opts.MaxBackoff}
+	bo := backoff.Backoff{Min: s.opts.MinBackoff, Max: s.opts.MaxBackoff}
 	for {
 		up, err := s.stream(ctx, sy, apply)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if up >= s.opts.ResetBackoffAfter {
-			bo.reset()
+			bo.Reset()
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		s.disconnected(err, wait, sy.applied)
 		t := time.NewTimer(wait)
 		select {

@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/weftmesh/weft/internal/backoff"
 )
 
 // Defaults of Options.
@@ -202,16 +204,16 @@ func (c *Client) Run(ctx context.Context, apply func(*Resources) error) error {
 	}
 	defer c.running.Store(false)
 	sy := newSyncState()
-	bo := backoff{min: c.opts.MinBackoff, max: c.opts.MaxBackoff}
+	bo := backoff.Backoff{Min: c.opts.MinBackoff, Max: c.opts.MaxBackoff}
 	for {
 		up, err := c.stream(ctx, sy, apply)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if up >= c.opts.ResetBackoffAfter {
-			bo.reset()
+			bo.Reset()
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		c.disconnected(err, wait, sy.applied)
 		t := time.NewTimer(wait)
 		select {

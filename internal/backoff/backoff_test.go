@@ -1,4 +1,4 @@
-package xds
+package backoff
 
 import (
 	"testing"
@@ -6,13 +6,13 @@ import (
 )
 
 func TestBackoff(t *testing.T) {
-	b := backoff{min: 100 * time.Millisecond, max: time.Second}
+	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second}
 	wantMax := []time.Duration{100, 200, 400, 800, 1000, 1000}
 	for round := range 2 {
 		for i, m := range wantMax {
 			m *= time.Millisecond
 			for range 20 {
-				got := b.next()
+				got := b.Next()
 				if got < m/2 || got > m {
 					t.Fatalf("round %d, wait %d: %v, want within [%v, %v]", round, i+1, got, m/2, m)
 				}
@@ -20,6 +20,6 @@ func TestBackoff(t *testing.T) {
 			}
 			b.failures++
 		}
-		b.reset()
+		b.Reset()
 	}
 }
