@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -126,77 +125,28 @@ type RouteOptions struct {
 // coalesced in the background like Writer. An object is read and written only when its
 // verdict differs from the last one written (after a restart: once).
 type RouteWriter struct {
-	o    RouteOptions
-	wake chan struct{}
-
-	mu      sync.Mutex
-	desired map[RouteKey]RouteVerdict
+	o RouteOptions
+	c *coalescer[map[RouteKey]RouteVerdict]
 
 	written map[RouteKey]RouteVerdict // used by Run only
 }
 
 // NewRouteWriter returns a RouteWriter; start it with Run.
 func NewRouteWriter(o RouteOptions) *RouteWriter {
-	if o.Interval <= 0 {
-		o.Interval = time.Second
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = time.Minute
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &RouteWriter{o: o, wake: make(chan struct{}, 1), written: map[RouteKey]RouteVerdict{}}
+	return &RouteWriter{o: o, c: newCoalescer[map[RouteKey]RouteVerdict](o.Interval, o.MaxBackoff), written: map[RouteKey]RouteVerdict{}}
 }
 
 // Update makes v the verdicts to write; it does not block and does not modify v.
-func (w *RouteWriter) Update(v map[RouteKey]RouteVerdict) {
-	w.mu.Lock()
-	w.desired = v
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *RouteWriter) Update(v map[RouteKey]RouteVerdict) { w.c.update(v) }
 
 // Run writes until ctx is done.
-func (w *RouteWriter) Run(ctx context.Context) {
-	delay := w.o.Interval
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-		}
-		for {
-			ok := w.sync(ctx)
-			if ok {
-				delay = w.o.Interval
-			} else {
-				delay = min(2*delay, w.o.MaxBackoff)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			if ok {
-				break
-			}
-			select {
-			case <-w.wake:
-			default:
-			}
-		}
-	}
-}
+func (w *RouteWriter) Run(ctx context.Context) { w.c.run(ctx, w.sync) }
 
 // sync writes every verdict not written yet; it reports whether all writes succeeded.
-func (w *RouteWriter) sync(ctx context.Context) bool {
-	w.mu.Lock()
-	desired := w.desired
-	w.mu.Unlock()
+func (w *RouteWriter) sync(ctx context.Context, desired map[RouteKey]RouteVerdict) bool {
 	for k := range w.written {
 		if _, ok := desired[k]; !ok {
 			delete(w.written, k)

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -39,11 +38,8 @@ type Options struct {
 
 // Writer writes AuthorizationPolicy status conditions.
 type Writer struct {
-	o    Options
-	wake chan struct{}
-
-	mu      sync.Mutex
-	desired map[string]translate.PolicyCondition // by translate.PolicyKey; never modified
+	o Options
+	c *coalescer[map[string]translate.PolicyCondition] // by translate.PolicyKey; never modified
 
 	// basedOn holds, per policy written, the resourceVersion the write replaced: while Get
 	// still returns that version (a cache not yet updated), the policy is not written again.
@@ -52,12 +48,6 @@ type Writer struct {
 
 // New returns a Writer; start it with Run.
 func New(o Options) *Writer {
-	if o.Interval <= 0 {
-		o.Interval = time.Second
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = time.Minute
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -66,60 +56,19 @@ func New(o Options) *Writer {
 			return o.Client.SecurityV1().AuthorizationPolicies(namespace).Get(context.Background(), name, metav1.GetOptions{})
 		}
 	}
-	return &Writer{o: o, wake: make(chan struct{}, 1), basedOn: map[string]string{}}
+	return &Writer{o: o, c: newCoalescer[map[string]translate.PolicyCondition](o.Interval, o.MaxBackoff), basedOn: map[string]string{}}
 }
 
 // Update makes conds (by translate.PolicyKey) the conditions to write. It does not block and
 // does not modify conds; a later Update replaces an earlier one not yet written.
-func (w *Writer) Update(conds map[string]translate.PolicyCondition) {
-	w.mu.Lock()
-	w.desired = conds
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *Writer) Update(conds map[string]translate.PolicyCondition) { w.c.update(conds) }
 
 // Run writes conditions until ctx is done.
-func (w *Writer) Run(ctx context.Context) {
-	delay := w.o.Interval
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-		}
-		for {
-			ok := w.sync(ctx)
-			if ok {
-				delay = w.o.Interval
-			} else {
-				delay = min(2*delay, w.o.MaxBackoff)
-			}
-			// Coalesce: what arrives meanwhile is written in one round after the pause.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			if ok {
-				break
-			}
-			select { // retrying covers a newer Update too
-			case <-w.wake:
-			default:
-			}
-		}
-	}
-}
+func (w *Writer) Run(ctx context.Context) { w.c.run(ctx, w.sync) }
 
 // sync writes every condition that differs from the policy's; it reports whether all writes
 // succeeded.
-func (w *Writer) sync(ctx context.Context) bool {
-	w.mu.Lock()
-	desired := w.desired
-	w.mu.Unlock()
+func (w *Writer) sync(ctx context.Context, desired map[string]translate.PolicyCondition) bool {
 	ok := true
 	for key := range w.basedOn {
 		if _, found := desired[key]; !found {
