@@ -348,10 +348,7 @@ func (a *analyzer) waypointConfigs() []waypointConfig {
 	var out []waypointConfig
 	for _, key := range slices.Sorted(maps.Keys(a.m.Waypoints)) {
 		wp := a.m.Waypoints[key]
-		ein := a.envoyInput(wp.Namespace)
-		ein.NamespaceLabels = nsLabels[wp.Namespace]
-		cfg := waypointcfg.Build(waypointcfg.Input{Name: wp.Name, Envoy: ein, Services: wp.Services, Policies: a.in.AuthorizationPolicies},
-			waypointcfg.Options{Envoy: envoy.Options{ClusterDomain: a.o.ClusterDomain, TrustDomain: a.o.TrustDomain}, RootNamespace: a.o.RootNamespace})
+		cfg := waypointcfg.ForWaypoint(wp, a.envoyInput(wp.Namespace), nsLabels[wp.Namespace], a.in.AuthorizationPolicies, a.o)
 		out = append(out, waypointConfig{wp: wp, cfg: cfg})
 	}
 	return out

@@ -50,11 +50,9 @@ func buildWaypoints(m *translate.Mesh, in translate.Input, envoyInput func(names
 			if ein, err = envoyInput(wp.Namespace); err != nil {
 				return res, err
 			}
-			ein.NamespaceLabels = nsLabels[wp.Namespace]
 			inputs[wp.Namespace] = ein
 		}
-		cfg := waypointcfg.Build(waypointcfg.Input{Name: wp.Name, Envoy: ein, Services: wp.Services, Policies: in.AuthorizationPolicies},
-			waypointcfg.Options{Envoy: envoy.Options{ClusterDomain: o.ClusterDomain, TrustDomain: o.TrustDomain}, RootNamespace: o.RootNamespace})
+		cfg := waypointcfg.ForWaypoint(wp, ein, nsLabels[wp.Namespace], in.AuthorizationPolicies, o)
 		wc := &xds.WaypointConfig{Listener: cfg.Listener, Routes: cfg.Routes, Clusters: cfg.Clusters, Endpoints: cfg.Endpoints}
 		res.configs[xds.WaypointKey{Namespace: wp.Namespace, Name: wp.Name}] = wc
 		for k, v := range status.RouteVerdicts(ein, cfg.Problems) {

@@ -37,6 +37,11 @@ type Input struct {
 	// NamespaceLabels are the labels of the namespace (its istio.io/dataplane-mode enrolls its
 	// pods, as translate.Enrolled decides); nil means none.
 	NamespaceLabels map[string]string
+	// Workloads are the uids (translate.WorkloadUID) of the pods whose pod-addressed traffic
+	// traverses this waypoint (translate.Waypoint.Workloads: its istio.io/waypoint-for is
+	// workload or all); each gets chains of its own (see [PodName]). Pods of other namespaces
+	// are reported and not served.
+	Workloads []string
 }
 
 // Options are the mesh-wide settings of a translation.
@@ -55,8 +60,9 @@ const ListenerName = "main_internal"
 // Config is the translation of one namespace. Every resource passed its ValidateAll(); the
 // slices are sorted by name.
 type Config struct {
-	// Listener has a filter chain per HTTP service port and one per TCP (non-HTTP) port of
-	// each Service with a cluster IP; nil when the namespace has none.
+	// Listener has a filter chain per HTTP service port, one per TCP (non-HTTP) port of
+	// each Service with a cluster IP and those of the bound workloads ([PodName]); nil when
+	// there is none.
 	Listener  *listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
@@ -131,6 +137,8 @@ type builder struct {
 	external map[string]*service   // ServiceEntry hosts
 	ses      map[string]*service   // by ServiceEntry name: its first host
 	problems []Problem
+	// podClusters are the clusters of the bound workloads' chains, built with the listener.
+	podClusters []*clusterv3.Cluster
 }
 
 // Build translates in.
@@ -167,6 +175,7 @@ func Build(in Input, o Options) *Config {
 		known[c.Name] = true
 	}
 	cfg.Routes, cfg.Listener = b.routes(known)
+	cfg.Clusters = append(b.podClusters, cfg.Clusters...) // "inbound-pod|…" sort before "outbound|…"
 	slices.SortFunc(b.problems, func(a, b Problem) int { return strings.Compare(a.Error(), b.Error()) })
 	cfg.Problems = slices.Compact(b.problems)
 	return cfg

@@ -23,6 +23,22 @@
 // waypoint re-tunnels to it over HBONE and verifies that identity; and workload, namespace,
 // app and version (canonical service and revision) for Istio's metrics labels.
 //
+// Pod-addressed traffic (a waypoint whose istio.io/waypoint-for is workload or all; its bound
+// pods are Input.Workloads): as Istio's waypoint, the waypoint forwards such traffic to that
+// very pod. Per address and port of a bound pod of the namespace there is a filter chain
+// "inbound-pod|<port>|<ip>" ([PodName]) matching the port and the address (prefix_ranges
+// /32 or /128, more specific than the Service chains of the port, which Envoy's matching
+// prefers), and a STATIC cluster of the same name whose one endpoint is the pod with the
+// metadata above, so the waypoint re-tunnels over HBONE and verifies the pod's identity (an
+// ORIGINAL_DST cluster would carry no identity). An HTTP port (one some Service of the pod
+// names http/http2/grpc) gets a connection manager whose route configuration has one virtual
+// host "*" routing every request to the pod (Istio's default retry policy, no timeout; the
+// Services' VirtualServices, DestinationRules and faults do not apply, and the Host header
+// cannot steer it elsewhere); other ports get tcp_proxy. The ports are the pod's target ports
+// of its Services plus every port a Service chain uses, so pod-addressed traffic never falls
+// into a Service's chain; other ports have no chain and the waypoint refuses them. Pods of
+// other namespaces are reported and not served.
+//
 // controller/waypointcfg merges the RBAC filters of controller/rbac into this configuration;
 // controller/app serves the result to each waypoint from controller/xds.
 package envoy

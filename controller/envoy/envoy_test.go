@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/weftmesh/weft/api"
+	"github.com/weftmesh/weft/controller/translate"
 	"github.com/weftmesh/weft/internal/golden"
 )
 
@@ -43,6 +45,10 @@ func inputOf(t *testing.T, objs []runtime.Object) Input {
 			in.NamespaceLabels = o.Labels
 		case *corev1.Pod:
 			in.Pods = append(in.Pods, o)
+			if v := o.Labels[api.LabelUseWaypoint]; v != "" && v != api.UseWaypointNone {
+				// The test's stand-in for translate.Waypoint.Workloads.
+				in.Workloads = append(in.Workloads, translate.WorkloadUID("", o.Namespace, o.Name))
+			}
 		case *corev1.Service:
 			in.Services = append(in.Services, o)
 		case *discoveryv1.EndpointSlice:

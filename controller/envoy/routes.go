@@ -98,6 +98,10 @@ func (b *builder) routes(known map[string]bool) ([]*routev3.RouteConfiguration, 
 		l.FilterChains = append(l.FilterChains, chain)
 	}
 	l.FilterChains = append(l.FilterChains, b.tcpChains(known)...)
+	podChains, podRoutes, podClusters := b.workloads(chainPorts(l.FilterChains))
+	l.FilterChains = append(l.FilterChains, podChains...)
+	out = append(out, podRoutes...)
+	b.podClusters = podClusters
 	if len(l.FilterChains) == 0 {
 		return out, nil // no service port: nothing to listen for
 	}

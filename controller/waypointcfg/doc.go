@@ -23,6 +23,11 @@
 // waypoint-wide set, each made L4-only by [NetworkRBAC] in the safe direction (an ALLOW rule
 // needing HTTP attributes matches nothing; DENY and AUDIT rules drop their HTTP parts).
 //
+// The chains of pod-addressed traffic ("inbound-pod|<port>|<ip>", envoy.PodName) name no
+// Service: they get the waypoint-wide filters only, HTTP and network alike, and their virtual
+// host no per-route override — as in Istio, policies targeting a Service apply to traffic
+// addressed to the Service, not to traffic addressed to one of its pods.
+//
 // Without any applicable policy no RBAC filter is added. If the filters cannot be added (not
 // expected: every config passed ValidateAll), the Listener is left out, so the waypoint serves
 // nothing rather than serving without authorization, and a Problem says so.

@@ -42,6 +42,9 @@ type Input struct {
 	Envoy envoy.Input
 	// Services bound to the waypoint, "<namespace>/<name>".
 	Services []string
+	// Workloads are the uids of the workloads whose pod-addressed traffic traverses the
+	// waypoint (translate.Waypoint.Workloads); they replace Envoy.Workloads.
+	Workloads []string
 	// Policies are all AuthorizationPolicies; those not attached to this waypoint are ignored.
 	Policies []*securityv1.AuthorizationPolicy
 }
@@ -69,7 +72,9 @@ type Config struct {
 
 // Build translates in.
 func Build(in Input, o Options) *Config {
-	env := envoy.Build(in.Envoy, o.Envoy)
+	ein := in.Envoy
+	ein.Workloads = in.Workloads
+	env := envoy.Build(ein, o.Envoy)
 	authz := rbac.Build(rbac.Input{
 		WaypointName: in.Name, WaypointNamespace: in.Envoy.Namespace, RootNamespace: o.RootNamespace,
 		Services: in.Services, Policies: in.Policies,
@@ -236,4 +241,13 @@ func withFilters(l *listenerv3.Listener, gateway []*rbachttpv3.RBAC) (*listenerv
 		return nil, err
 	}
 	return out, nil
+}
+
+// ForWaypoint translates waypoint wp of the mesh as the controller serves it: from ein, the
+// objects of its namespace (whose labels are nsLabels), the Services and workloads bound to it and every
+// AuthorizationPolicy, with the mesh's options.
+func ForWaypoint(wp *translate.Waypoint, ein envoy.Input, nsLabels map[string]string, policies []*securityv1.AuthorizationPolicy, o translate.Options) *Config {
+	ein.NamespaceLabels = nsLabels
+	return Build(Input{Name: wp.Name, Envoy: ein, Services: wp.Services, Workloads: wp.Workloads, Policies: policies},
+		Options{Envoy: envoy.Options{ClusterDomain: o.ClusterDomain, TrustDomain: o.TrustDomain}, RootNamespace: o.RootNamespace})
 }

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"net/netip"
 	"slices"
 	"testing"
 
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -17,8 +20,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/controller/envoy"
 	"github.com/weftmesh/weft/controller/rbac"
+	"github.com/weftmesh/weft/controller/translate"
 	"github.com/weftmesh/weft/internal/golden"
 )
 
@@ -34,6 +39,10 @@ func inputOf(t *testing.T, objs []runtime.Object) Input {
 			in.Envoy.NamespaceLabels = o.Labels
 		case *corev1.Pod:
 			in.Envoy.Pods = append(in.Envoy.Pods, o)
+			if v := o.Labels[api.LabelUseWaypoint]; v != "" && v != api.UseWaypointNone {
+				// The test's stand-in for translate.Waypoint.Workloads.
+				in.Workloads = append(in.Workloads, translate.WorkloadUID("", o.Namespace, o.Name))
+			}
 		case *corev1.Service:
 			in.Envoy.Services = append(in.Envoy.Services, o)
 			in.Services = append(in.Services, o.Namespace+"/"+o.Name)
@@ -258,4 +267,63 @@ func render(t *testing.T, cfg *Config) []byte {
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes()
+}
+
+// TestPodChainsGatewayWide checks that the chains of bound workloads carry the waypoint-wide
+// policies only: the HTTP chain's RBAC filters are the Gateway's DENY (no ALLOW: the
+// Service-targeted ALLOW of reviews does not apply to pod-addressed traffic), its virtual
+// host has no per-route override, and the TCP chain's network DENY matches everything.
+func TestPodChainsGatewayWide(t *testing.T) {
+	cfg := build(t, "testdata/workload.yaml")
+	httpChain := envoy.PodName(netip.MustParseAddr("10.244.1.10"), 9080)
+	fs := chainRBAC(t, cfg, httpChain)
+	if got := fs[1].GetRules().GetAction(); got != rbacv3.RBAC_DENY || len(fs[1].GetRules().GetPolicies()) != 1 {
+		t.Errorf("deny filter of %s: %v, want the waypoint's DENY", httpChain, fs[1])
+	}
+	if fs[2].GetRules() != nil {
+		t.Errorf("allow filter of %s enforces %v, want nothing (the Service's ALLOW must not apply)", httpChain, fs[2].GetRules())
+	}
+	var found bool
+	for _, rc := range cfg.Routes {
+		if rc.Name != httpChain {
+			continue
+		}
+		found = true
+		if len(rc.VirtualHosts) != 1 || len(rc.VirtualHosts[0].TypedPerFilterConfig) != 0 {
+			t.Errorf("route %s: %v, want one virtual host without per-route RBAC", rc.Name, rc.VirtualHosts)
+		}
+	}
+	if !found {
+		t.Fatalf("no route configuration %s", httpChain)
+	}
+	tcpChain := envoy.PodName(netip.MustParseAddr("10.244.2.40"), 3306)
+	for _, fc := range cfg.Listener.GetFilterChains() {
+		if fc.Name != tcpChain {
+			continue
+		}
+		var names []string
+		for _, f := range fc.Filters {
+			names = append(names, f.Name)
+		}
+		want := []string{NetworkAuditFilter, NetworkDenyFilter, NetworkAllowFilter, envoy.TCPProxyFilter}
+		if !slices.Equal(names, want) {
+			t.Fatalf("filters of %s: %v, want %v", tcpChain, names, want)
+		}
+		deny := &rbacnetv3.RBAC{}
+		if err := fc.Filters[1].GetTypedConfig().UnmarshalTo(deny); err != nil {
+			t.Fatal(err)
+		}
+		if deny.GetRules().GetAction() != rbacv3.RBAC_DENY || len(deny.GetRules().GetPolicies()) != 1 {
+			t.Errorf("network deny of %s: %v, want the waypoint's DENY (L4 part)", tcpChain, deny)
+		}
+		allow := &rbacnetv3.RBAC{}
+		if err := fc.Filters[2].GetTypedConfig().UnmarshalTo(allow); err != nil {
+			t.Fatal(err)
+		}
+		if allow.GetRules() != nil {
+			t.Errorf("network allow of %s enforces %v, want nothing", tcpChain, allow.GetRules())
+		}
+		return
+	}
+	t.Fatalf("no chain %s", tcpChain)
 }

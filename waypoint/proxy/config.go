@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -20,19 +22,24 @@ const (
 	routerFilter = "envoy.filters.http.router"
 )
 
-// Config is one compiled configuration of the waypoint: a chain per HTTP service port, each
-// with its routes and its HTTP filters, and the TCP chains (tcp_proxy, by destination port and
-// address). It is immutable; the handler swaps it atomically.
+// Config is one compiled configuration of the waypoint: the HTTP chains (a Service port's,
+// matching any address, and a bound workload's, matching its pod address by prefix_ranges),
+// each with its routes and its HTTP filters, and the TCP chains (tcp_proxy). A tunnel's
+// destination selects the chain as Envoy does: by port, then the longest prefix range that
+// contains the address (a chain without prefix ranges matches any address). It is
+// immutable; the handler swaps it atomically.
 type Config struct {
-	chains map[uint16]*chain
+	chains map[uint16][]*chain    // HTTP chains by destination port
 	tcp    map[uint16][]*tcpChain // TCP chains by destination port (see tcp.go)
 }
 
-// chain is one filter chain of the listener: the connection manager of a destination port.
+// chain is one filter chain of the listener: the connection manager of a destination port
+// (and, for a bound workload's chain, of its address).
 type chain struct {
-	name   string
-	routes *route.Table
-	rbac   []*rbacFilter // in filter order: audit, deny, allow
+	name     string
+	prefixes []netip.Prefix // filter_chain_match.prefix_ranges; empty matches any address
+	routes   *route.Table
+	rbac     []*rbacFilter // in filter order: audit, deny, allow
 }
 
 // rbacFilter is one RBAC filter of a chain with the per-route overrides of its routes.
@@ -67,11 +74,98 @@ func (c *Config) Ports() []uint16 {
 		out = append(out, p)
 	}
 	for p := range c.tcp {
-		if c.chains[p] == nil {
+		if len(c.chains[p]) == 0 {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// pick selects the chain of a tunnel's destination as Envoy matches filter chains: by
+// destination port, then the most specific prefix range containing the address among the
+// HTTP and TCP chains of that port; a chain without prefix ranges matches any address. At
+// most one of the results is non-nil; both are nil when no chain matches.
+func (c *Config) pick(dst netip.AddrPort) (*chain, *tcpChain) {
+	addr := dst.Addr().Unmap()
+	bestLen := -2
+	var hc *chain
+	var tc *tcpChain
+	better := func(prefixes []netip.Prefix) bool {
+		n := -2
+		if len(prefixes) == 0 {
+			n = -1
+		}
+		for _, p := range prefixes {
+			if p.Contains(addr) && p.Bits() > n {
+				n = p.Bits()
+			}
+		}
+		if n > bestLen {
+			bestLen = n
+			return true
+		}
+		return false
+	}
+	for _, ch := range c.chains[dst.Port()] {
+		if better(ch.prefixes) {
+			hc, tc = ch, nil
+		}
+	}
+	for _, t := range c.tcp[dst.Port()] {
+		if better(t.prefixes) {
+			hc, tc = nil, t
+		}
+	}
+	return hc, tc
+}
+
+// add adds a chain of port matching prefixes, refusing chains that would match the same
+// connections as an earlier one (Envoy refuses such a listener too).
+func (c *Config) add(path string, port uint16, name string, prefixes []netip.Prefix, hc *chain, tc *tcpChain) error {
+	check := func(otherName string, other []netip.Prefix) error {
+		if len(prefixes) == 0 && len(other) == 0 {
+			return fmt.Errorf("%s.filter_chain_match.destination_port: %d has two chains matching every address (%q and %q)", path, port, otherName, name)
+		}
+		for _, p := range prefixes {
+			if slices.Contains(other, p) {
+				return fmt.Errorf("%s.filter_chain_match.prefix_ranges: %s on port %d is also matched by chain %q", path, p, port, otherName)
+			}
+		}
+		return nil
+	}
+	for _, o := range c.chains[port] {
+		if err := check(o.name, o.prefixes); err != nil {
+			return err
+		}
+	}
+	for _, o := range c.tcp[port] {
+		if err := check(o.name, o.prefixes); err != nil {
+			return err
+		}
+	}
+	if hc != nil {
+		c.chains[port] = append(c.chains[port], hc)
+	} else {
+		c.tcp[port] = append(c.tcp[port], tc)
+	}
+	return nil
+}
+
+// prefixRanges parses a chain's filter_chain_match.prefix_ranges.
+func prefixRanges(path string, m *listenerv3.FilterChainMatch) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, r := range m.GetPrefixRanges() {
+		a, err := netip.ParseAddr(r.GetAddressPrefix())
+		if err != nil {
+			return nil, fmt.Errorf("%s.filter_chain_match.prefix_ranges[%d].address_prefix: %w", path, i, err)
+		}
+		p, err := a.Unmap().Prefix(int(r.GetPrefixLen().GetValue()))
+		if err != nil {
+			return nil, fmt.Errorf("%s.filter_chain_match.prefix_ranges[%d].prefix_len: %w", path, i, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // Compile builds a Config from the waypoint's Listener and RouteConfigurations. Every field
@@ -86,7 +180,7 @@ func Compile(listeners []*listenerv3.Listener, routes []*routev3.RouteConfigurat
 		}
 		tables[rc.GetName()] = t
 	}
-	cfg := &Config{chains: map[uint16]*chain{}, tcp: map[uint16][]*tcpChain{}}
+	cfg := &Config{chains: map[uint16][]*chain{}, tcp: map[uint16][]*tcpChain{}}
 	for _, l := range listeners {
 		for i, fc := range l.GetFilterChains() {
 			path := fmt.Sprintf("listener %q: filter_chains[%d]", l.GetName(), i)
@@ -99,22 +193,24 @@ func Compile(listeners []*listenerv3.Listener, routes []*routev3.RouteConfigurat
 				if err != nil {
 					return nil, err
 				}
-				if err := cfg.addTCP(path, uint16(port), tc); err != nil {
+				if err := cfg.add(path, uint16(port), tc.name, tc.prefixes, nil, tc); err != nil {
 					return nil, err
 				}
 				continue
 			}
-			if len(fc.GetFilterChainMatch().GetPrefixRanges()) > 0 {
-				return nil, fmt.Errorf("%s.filter_chain_match.prefix_ranges: not supported on HTTP chains (the virtual host selects the service); remove them", path)
-			}
-			if _, dup := cfg.chains[uint16(port)]; dup || cfg.tcpWithoutPrefix(uint16(port)) {
-				return nil, fmt.Errorf("%s.filter_chain_match.destination_port: %d has two chains", path, port)
+			if f := firstSetField(fc.GetFilterChainMatch().ProtoReflect(), "destination_port", "prefix_ranges"); f != "" {
+				return nil, fmt.Errorf("%s.filter_chain_match.%s: not supported by the waypoint; match destination_port and prefix_ranges only", path, f)
 			}
 			ch, err := compileChain(path, fc, tables)
 			if err != nil {
 				return nil, err
 			}
-			cfg.chains[uint16(port)] = ch
+			if ch.prefixes, err = prefixRanges(path, fc.GetFilterChainMatch()); err != nil {
+				return nil, err
+			}
+			if err := cfg.add(path, uint16(port), ch.name, ch.prefixes, ch, nil); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return cfg, nil

@@ -77,8 +77,8 @@ func (h *Handler) Accept(in *hbone.Inbound) (int, error) {
 	if cfg == nil {
 		return http.StatusServiceUnavailable, errors.New("the waypoint has no configuration yet")
 	}
-	if cfg.chains[in.Authority.Port()] == nil && cfg.tcpFor(in.Authority) == nil {
-		return http.StatusBadRequest, errors.New("the waypoint serves no service on this port")
+	if hc, tc := cfg.pick(in.Authority); hc == nil && tc == nil {
+		return http.StatusBadRequest, errors.New("the waypoint serves no service or workload at this destination")
 	}
 	return 0, nil
 }
@@ -119,7 +119,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := h.cfg.Load()
 	var ch *chain
 	if cfg != nil {
-		ch = cfg.chains[in.Authority.Port()]
+		ch, _ = cfg.pick(in.Authority)
 	}
 	if ch == nil {
 		x.flag("NR")

@@ -58,16 +58,9 @@ func compileTCPChain(path string, fc *listenerv3.FilterChain) (*tcpChain, error)
 	if f := firstSetField(m.ProtoReflect(), "destination_port", "prefix_ranges"); f != "" {
 		return nil, fmt.Errorf("%s.filter_chain_match.%s: not supported by the waypoint on TCP chains; match destination_port and prefix_ranges only", path, f)
 	}
-	for i, r := range m.GetPrefixRanges() {
-		a, err := netip.ParseAddr(r.GetAddressPrefix())
-		if err != nil {
-			return nil, fmt.Errorf("%s.filter_chain_match.prefix_ranges[%d].address_prefix: %w", path, i, err)
-		}
-		p, err := a.Prefix(int(r.GetPrefixLen().GetValue()))
-		if err != nil {
-			return nil, fmt.Errorf("%s.filter_chain_match.prefix_ranges[%d].prefix_len: %w", path, i, err)
-		}
-		tc.prefixes = append(tc.prefixes, p)
+	var err error
+	if tc.prefixes, err = prefixRanges(path, m); err != nil {
+		return nil, err
 	}
 	fs := fc.GetFilters()
 	for i, f := range fs[:len(fs)-1] {
@@ -120,53 +113,6 @@ func firstSetField(m protoreflect.Message, allowed ...string) string {
 	return out
 }
 
-// addTCP adds a TCP chain of port, refusing chains that would match the same connections.
-func (c *Config) addTCP(path string, port uint16, tc *tcpChain) error {
-	if len(tc.prefixes) == 0 && (c.chains[port] != nil || c.tcpWithoutPrefix(port)) {
-		return fmt.Errorf("%s.filter_chain_match.destination_port: %d has two chains", path, port)
-	}
-	for _, other := range c.tcp[port] {
-		for _, p := range tc.prefixes {
-			for _, q := range other.prefixes {
-				if p == q {
-					return fmt.Errorf("%s.filter_chain_match.prefix_ranges: %s on port %d is also matched by chain %q", path, p, port, other.name)
-				}
-			}
-		}
-	}
-	c.tcp[port] = append(c.tcp[port], tc)
-	return nil
-}
-
-func (c *Config) tcpWithoutPrefix(port uint16) bool {
-	for _, tc := range c.tcp[port] {
-		if len(tc.prefixes) == 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// tcpFor selects the TCP chain of a tunnel's destination as Envoy matches filter chains: by
-// destination port, then the most specific prefix range containing the address; a chain
-// without prefix ranges matches any address. Nil means no TCP chain (an HTTP chain, if any).
-func (c *Config) tcpFor(dst netip.AddrPort) *tcpChain {
-	var best *tcpChain
-	bestLen := -2
-	addr := dst.Addr().Unmap()
-	for _, tc := range c.tcp[dst.Port()] {
-		if len(tc.prefixes) == 0 && bestLen < -1 {
-			best, bestLen = tc, -1
-		}
-		for _, p := range tc.prefixes {
-			if p.Contains(addr) && p.Bits() > bestLen {
-				best, bestLen = tc, p.Bits()
-			}
-		}
-	}
-	return best
-}
-
 // Relay takes over a tunnel whose destination selects a TCP chain (ServerOptions.Relay): it
 // runs the chain's network RBAC filters — a denied connection is refused with 401, as a node
 // agent refuses it, so the client sees a reset — connects to an endpoint of the chain's
@@ -178,7 +124,7 @@ func (h *Handler) Relay(ctx context.Context, in *hbone.Inbound) (func(net.Conn),
 	if cfg == nil {
 		return nil, 0, nil
 	}
-	tc := cfg.tcpFor(in.Authority)
+	_, tc := cfg.pick(in.Authority)
 	if tc == nil {
 		return nil, 0, nil
 	}
