@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/weftmesh/weft/test/apps/client/report"
@@ -357,6 +358,30 @@ spec:
 		if after := waypointTCP(t, ctx, c); after <= before {
 			t.Errorf("the waypoint did not count the TCP connection (%v → %v)", before, after)
 		}
+	})
+
+	t.Run("waypoint-for all: traffic to a pod IP goes through the waypoint to that pod", func(t *testing.T) {
+		patch := []byte(`{"metadata":{"labels":{"istio.io/waypoint-for":"all"}}}`)
+		if _, err := dynamicClient(t, c).Resource(mesh.GatewayGVR).Namespace(demo.Namespace).Patch(ctx, "waypoint", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			patch := []byte(`{"metadata":{"labels":{"istio.io/waypoint-for":null}}}`)
+			_, _ = dynamicClient(t, c).Resource(mesh.GatewayGVR).Namespace(demo.Namespace).Patch(ctx, "waypoint", types.MergePatchType, patch, metav1.PatchOptions{})
+		})
+		books := podOf(t, ctx, c, "books")
+		url := "http://" + net.JoinHostPort(books.Status.PodIP, "8080") + "/"
+		through := func() float64 {
+			return waypointRequests(t, ctx, c, `destination_workload="`+books.Name+`"`, `response_code="200"`)
+		}
+		before := through()
+		waitFor(t, ctx, c, 30*time.Second, "pod-addressed requests through the waypoint", func() report.Report {
+			r := httpFrom(t, ctx, c, gw, url, 5)
+			if through() < before+5 {
+				r.OK = 0 // answered, but not through the waypoint yet
+			}
+			return r
+		}, func(r report.Report) bool { return r.OK == 5 && r.Pods[books.Name] == 5 })
 	})
 
 	t.Run("waypoint deleted: refused, not bypassed; recreated: traffic resumes", func(t *testing.T) {
