@@ -563,34 +563,37 @@ func (h *Handler) report(r *http.Request, x *exchange, w *countingWriter) {
 	h.o.AccessLog.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
 }
 
-// labels are the metric labels of an exchange: the source from the tunnel (its peer identity
-// and baggage), the destination from the endpoint's metadata and the cluster's service.
+// labels are the metric labels of an exchange.
 func (h *Handler) labels(r *http.Request, x *exchange) *metrics.Labels {
 	flags := strings.Join(x.flags, ",")
 	if flags == "" {
 		flags = "-"
 	}
-	l := &metrics.Labels{
-		SourceWorkload:          x.in.Baggage.WorkloadName,
-		SourceWorkloadNamespace: x.in.Baggage.Namespace,
-		SourceCanonicalService:  x.in.Baggage.ServiceName,
-		SourceCanonicalRevision: x.in.Baggage.ServiceVersion,
-		RequestProtocol:         "http",
-		ResponseCode:            x.status,
-		GRPCResponseStatus:      x.grpc,
-		ResponseFlags:           flags,
-	}
-	if !x.in.PeerID.IsZero() {
-		l.SourcePrincipal = x.in.PeerID.String()
-	}
+	l := peerLabels(x.in, x.upstream, x.cluster)
+	l.RequestProtocol, l.ResponseCode, l.GRPCResponseStatus, l.ResponseFlags = "http", x.status, x.grpc, flags
 	if route.IsGRPC(r) {
 		l.RequestProtocol = "grpc"
 	}
-	if ep := x.upstream; ep != nil {
+	return l
+}
+
+// peerLabels are the metric labels of both ends: the source from the tunnel (its peer identity
+// and baggage), the destination from the endpoint's metadata and the cluster's service.
+func peerLabels(in *hbone.Inbound, ep *upstream.Endpoint, cluster string) *metrics.Labels {
+	l := &metrics.Labels{
+		SourceWorkload:          in.Baggage.WorkloadName,
+		SourceWorkloadNamespace: in.Baggage.Namespace,
+		SourceCanonicalService:  in.Baggage.ServiceName,
+		SourceCanonicalRevision: in.Baggage.ServiceVersion,
+	}
+	if !in.PeerID.IsZero() {
+		l.SourcePrincipal = in.PeerID.String()
+	}
+	if ep != nil {
 		l.DestinationWorkload, l.DestinationWorkloadNamespace, l.DestinationPrincipal = ep.Workload, ep.Namespace, ep.Identity
 		l.DestinationCanonicalService, l.DestinationCanonicalRevision = ep.App, ep.Version
 	}
-	if host := clusterHost(x.cluster); host != "" {
+	if host := clusterHost(cluster); host != "" {
 		l.DestinationService = host
 		if parts := strings.SplitN(host, ".", 3); len(parts) == 3 && strings.HasPrefix(parts[2], "svc.") {
 			l.DestinationServiceName, l.DestinationServiceNamespace = parts[0], parts[1]

@@ -195,27 +195,8 @@ type tcpExchange struct {
 }
 
 func (x *tcpExchange) labels() *metrics.Labels {
-	l := &metrics.Labels{
-		SourceWorkload:          x.in.Baggage.WorkloadName,
-		SourceWorkloadNamespace: x.in.Baggage.Namespace,
-		SourceCanonicalService:  x.in.Baggage.ServiceName,
-		SourceCanonicalRevision: x.in.Baggage.ServiceVersion,
-		RequestProtocol:         "tcp",
-		ResponseFlags:           x.flag,
-	}
-	if !x.in.PeerID.IsZero() {
-		l.SourcePrincipal = x.in.PeerID.String()
-	}
-	if ep := x.upstream; ep != nil {
-		l.DestinationWorkload, l.DestinationWorkloadNamespace, l.DestinationPrincipal = ep.Workload, ep.Namespace, ep.Identity
-		l.DestinationCanonicalService, l.DestinationCanonicalRevision = ep.App, ep.Version
-	}
-	if host := clusterHost(x.cluster); host != "" {
-		l.DestinationService = host
-		if parts := strings.SplitN(host, ".", 3); len(parts) == 3 && strings.HasPrefix(parts[2], "svc.") {
-			l.DestinationServiceName, l.DestinationServiceNamespace = parts[0], parts[1]
-		}
-	}
+	l := peerLabels(x.in, x.upstream, x.cluster)
+	l.RequestProtocol, l.ResponseFlags = "tcp", x.flag
 	return l
 }
 
