@@ -11,7 +11,7 @@ import (
 )
 
 // tunnelConn is an HBONE stream served as an HTTP connection. Its RemoteAddr is the original
-// client (forwarded by the client's node agent), and Close ends the stream the way a TCP close
+// client (see clientAddr), and Close ends the stream the way a TCP close
 // with lingering does: our direction ends (END_STREAM) at once, what the client still sends is
 // read and dropped for a moment, and only then is the stream released, so a client that has not
 // yet read its last response is not reset.
@@ -27,11 +27,7 @@ type tunnelConn struct {
 const lingerTimeout = 2 * time.Second
 
 func newTunnelConn(st net.Conn, in *hbone.Inbound) *tunnelConn {
-	remote := st.RemoteAddr()
-	if in.ForwardedFor.IsValid() {
-		remote = net.TCPAddrFromAddrPort(in.ForwardedFor)
-	}
-	return &tunnelConn{Conn: st, in: in, remote: remote, closed: make(chan struct{})}
+	return &tunnelConn{Conn: st, in: in, remote: net.TCPAddrFromAddrPort(clientAddr(in)), closed: make(chan struct{})}
 }
 
 func (c *tunnelConn) RemoteAddr() net.Addr { return c.remote }

@@ -112,7 +112,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a waypoint tunnel", http.StatusBadRequest)
 		return
 	}
-	x := &exchange{start: time.Now(), in: in, client: clientAddr(in, r)}
+	x := &exchange{start: time.Now(), in: in, client: clientAddr(in)}
 	x.requestID = traceHeaders(r.Header)
 	cw := &countingWriter{ResponseWriter: w}
 	defer func() { h.report(r, x, cw) }()
@@ -610,13 +610,13 @@ func clusterHost(name string) string {
 	return ""
 }
 
-// clientAddr is the original client: the forwarded address of the tunnel, else its peer.
-func clientAddr(in *hbone.Inbound, r *http.Request) netip.AddrPort {
-	if in.ForwardedFor.IsValid() {
-		return in.ForwardedFor
-	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap
+// clientAddr is the original client of a tunnel. Node agents open a pod's tunnel from inside
+// the pod, so the tunnel's peer is the client's own address and the forwarded header only adds
+// its port; a forwarded address naming another IP is not believed (a peer that holds an SVID
+// could otherwise pose as any source address to policies on the source IP).
+func clientAddr(in *hbone.Inbound) netip.AddrPort {
+	if f := in.ForwardedFor; f.IsValid() && f.Addr().Unmap() == in.RemoteAddr.Addr().Unmap() {
+		return f
 	}
 	return in.RemoteAddr
 }

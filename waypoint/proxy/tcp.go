@@ -128,10 +128,7 @@ func (h *Handler) Relay(ctx context.Context, in *hbone.Inbound) (func(net.Conn),
 	if tc == nil {
 		return nil, 0, nil
 	}
-	x := &tcpExchange{start: time.Now(), in: in, client: in.RemoteAddr, chain: tc.name, cluster: tc.cluster}
-	if in.ForwardedFor.IsValid() {
-		x.client = in.ForwardedFor
-	}
+	x := &tcpExchange{start: time.Now(), in: in, client: clientAddr(in), chain: tc.name, cluster: tc.cluster}
 	req := rbac.Request{SourceIP: x.client.Addr(), DestinationIP: in.Authority.Addr(), DestinationPort: in.Authority.Port()}
 	if !in.PeerID.IsZero() {
 		req.Principal = in.PeerID.String()
