@@ -12,6 +12,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -677,10 +678,16 @@ func copyHeader(dst, src http.Header) {
 	}
 }
 
+// copyBuffers hold the 32 KiB buffers of copyBody: one per response in flight rather than one
+// allocated per response (they were two thirds of the bytes the waypoint allocated).
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyBody streams the upstream's body to the client, flushing after every read when flush
 // is set (gRPC and streamed responses).
 func copyBody(w *countingWriter, body io.Reader, flush bool) error {
-	buf := make([]byte, 32<<10)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	rc := http.NewResponseController(w)
 	for {
 		n, err := body.Read(buf)
