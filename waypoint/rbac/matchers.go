@@ -81,7 +81,7 @@ func (p *pathMatcher) match(r *Request) bool {
 			break
 		}
 	}
-	return p.s.match(path)
+	return p.s.Match(path)
 }
 
 // authenticatedMatcher matches the peer's URI SAN; nil s: any authenticated peer.
@@ -91,7 +91,7 @@ func (a authenticatedMatcher) match(r *Request) bool {
 	if r.Principal == "" {
 		return false // not authenticated
 	}
-	return a.s == nil || a.s.match(r.Principal)
+	return a.s == nil || a.s.Match(r.Principal)
 }
 
 func compilePermission(path string, p *rbacv3.Permission) (matcher, error) {
@@ -128,7 +128,7 @@ func compilePermission(path string, p *rbacv3.Permission) (matcher, error) {
 		}
 		// The waypoint sees a request, not a TLS handshake: there is no SNI, as in Envoy for
 		// a connection without one.
-		return constMatcher(s.match("")), nil
+		return constMatcher(s.Match("")), nil
 	case *rbacv3.Permission_Metadata:
 		return nil, fmt.Errorf("rbac: %s.metadata: dynamic metadata is not available in the waypoint; match headers, paths or addresses instead", path)
 	case *rbacv3.Permission_SourcedMetadata:

@@ -10,124 +10,27 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/weftmesh/weft/waypoint/match"
 )
 
-type stringKind uint8
-
-const (
-	strExact stringKind = iota
-	strPrefix
-	strSuffix
-	strContains
-	strRegex
-)
-
-// stringMatcher is a compiled envoy.type.matcher.v3.StringMatcher.
-type stringMatcher struct {
-	kind       stringKind
-	pattern    string
-	ignoreCase bool           // ASCII only, as Envoy; not for regexes
-	re         *regexp.Regexp // anchored: RE2 full match
-}
-
-func (s *stringMatcher) match(v string) bool {
-	switch s.kind {
-	case strExact:
-		if s.ignoreCase {
-			return equalFoldASCII(v, s.pattern)
-		}
-		return v == s.pattern
-	case strPrefix:
-		if s.ignoreCase {
-			return len(v) >= len(s.pattern) && equalFoldASCII(v[:len(s.pattern)], s.pattern)
-		}
-		return strings.HasPrefix(v, s.pattern)
-	case strSuffix:
-		if s.ignoreCase {
-			return len(v) >= len(s.pattern) && equalFoldASCII(v[len(v)-len(s.pattern):], s.pattern)
-		}
-		return strings.HasSuffix(v, s.pattern)
-	case strContains:
-		if s.ignoreCase {
-			return containsFoldASCII(v, s.pattern)
-		}
-		return strings.Contains(v, s.pattern)
-	case strRegex:
-		return s.re.MatchString(v)
-	}
-	return false
-}
+// stringMatcher is a compiled envoy.type.matcher.v3.StringMatcher (shared with the routes).
+type stringMatcher = match.String
 
 func compileString(path string, m *matcherv3.StringMatcher) (stringMatcher, error) {
-	s := stringMatcher{ignoreCase: m.GetIgnoreCase()}
-	switch x := m.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		s.kind, s.pattern = strExact, x.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		s.kind, s.pattern = strPrefix, x.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		s.kind, s.pattern = strSuffix, x.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		s.kind, s.pattern = strContains, x.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		re, err := compileRegex(path+".safe_regex", x.SafeRegex)
-		if err != nil {
-			return s, err
-		}
-		s.kind, s.re, s.ignoreCase = strRegex, re, false // Envoy: ignore_case has no effect
-	case *matcherv3.StringMatcher_Custom:
-		return s, fmt.Errorf("rbac: %s.custom: custom string matchers are not supported by the waypoint; use exact, prefix, suffix, contains or safe_regex", path)
-	case nil:
-		return s, fmt.Errorf("rbac: %s: no match pattern; set exact, prefix, suffix, contains or safe_regex", path)
-	default:
-		return s, fmt.Errorf("rbac: %s: unsupported string matcher %T", path, x)
+	s, err := match.CompileString(path, m)
+	if err != nil {
+		return s, fmt.Errorf("rbac: %w", err)
 	}
 	return s, nil
 }
 
-// compileRegex compiles an RE2 expression for a full match, as Envoy's safe_regex.
 func compileRegex(path string, m *matcherv3.RegexMatcher) (*regexp.Regexp, error) {
-	if m == nil {
-		return nil, fmt.Errorf("rbac: %s: must be set, e.g. regex: \"/api/v[0-9]+/.*\"", path)
-	}
-	// Compile it alone first: wrapping could make a malformed expression such as "a)|(b"
-	// valid.
-	if _, err := regexp.Compile(m.GetRegex()); err != nil {
-		return nil, fmt.Errorf("rbac: %s.regex: %q is not a valid RE2 expression: %w", path, m.GetRegex(), err)
-	}
-	re, err := regexp.Compile(`\A(?:` + m.GetRegex() + `)\z`)
+	re, err := match.CompileRegex(path, m)
 	if err != nil {
-		return nil, fmt.Errorf("rbac: %s.regex: %q is not a valid RE2 expression: %w", path, m.GetRegex(), err)
+		return nil, fmt.Errorf("rbac: %w", err)
 	}
 	return re, nil
-}
-
-func lowerASCII(b byte) byte {
-	if 'A' <= b && b <= 'Z' {
-		return b + 'a' - 'A'
-	}
-	return b
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if lowerASCII(a[i]) != lowerASCII(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func containsFoldASCII(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if equalFoldASCII(s[i:i+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
 }
 
 // headerSource is where a header's value comes from.
@@ -187,17 +90,17 @@ func compileHeader(path string, h *routev3.HeaderMatcher) (matcher, error) {
 		if x.ExactMatch == "" {
 			m.kind = headerAnyValue
 		}
-		m.str = stringMatcher{kind: strExact, pattern: x.ExactMatch}
+		m.str = match.Literal(&matcherv3.StringMatcher_Exact{Exact: x.ExactMatch})
 	case *routev3.HeaderMatcher_PrefixMatch:
-		m.str = stringMatcher{kind: strPrefix, pattern: x.PrefixMatch}
+		m.str = match.Literal(&matcherv3.StringMatcher_Prefix{Prefix: x.PrefixMatch})
 	case *routev3.HeaderMatcher_SuffixMatch:
-		m.str = stringMatcher{kind: strSuffix, pattern: x.SuffixMatch}
+		m.str = match.Literal(&matcherv3.StringMatcher_Suffix{Suffix: x.SuffixMatch})
 	case *routev3.HeaderMatcher_ContainsMatch:
-		m.str = stringMatcher{kind: strContains, pattern: x.ContainsMatch}
+		m.str = match.Literal(&matcherv3.StringMatcher_Contains{Contains: x.ContainsMatch})
 	case *routev3.HeaderMatcher_SafeRegexMatch:
 		var re *regexp.Regexp
 		re, err = compileRegex(path+".safe_regex_match", x.SafeRegexMatch)
-		m.str = stringMatcher{kind: strRegex, re: re}
+		m.str = match.Regex(re)
 	case *routev3.HeaderMatcher_RangeMatch:
 		m.kind, m.start, m.end = headerRange, x.RangeMatch.GetStart(), x.RangeMatch.GetEnd()
 	case *routev3.HeaderMatcher_PresentMatch:
@@ -244,7 +147,7 @@ func (h *headerMatcher) match(r *Request) bool {
 	var m bool
 	switch h.kind {
 	case headerString:
-		m = h.str.match(v)
+		m = h.str.Match(v)
 	case headerAnyValue:
 		m = true
 	case headerRange:

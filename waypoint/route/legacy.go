@@ -4,6 +4,9 @@ package route
 
 import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/weftmesh/weft/waypoint/match"
 )
 
 // legacyHeaderMatch compiles the deprecated header matchers, which Envoy still honours.
@@ -11,21 +14,27 @@ func legacyHeaderMatch(path string, h *routev3.HeaderMatcher) (*StringMatcher, e
 	switch s := h.GetHeaderMatchSpecifier().(type) {
 	case *routev3.HeaderMatcher_ExactMatch:
 		if s.ExactMatch == "" { // Envoy: an empty exact_match matches any value
-			return &StringMatcher{kind: smPrefix}, nil
+			return literal(&matcherv3.StringMatcher_Prefix{}), nil
 		}
-		return &StringMatcher{kind: smExact, value: s.ExactMatch}, nil
+		return literal(&matcherv3.StringMatcher_Exact{Exact: s.ExactMatch}), nil
 	case *routev3.HeaderMatcher_PrefixMatch:
-		return &StringMatcher{kind: smPrefix, value: s.PrefixMatch}, nil
+		return literal(&matcherv3.StringMatcher_Prefix{Prefix: s.PrefixMatch}), nil
 	case *routev3.HeaderMatcher_SuffixMatch:
-		return &StringMatcher{kind: smSuffix, value: s.SuffixMatch}, nil
+		return literal(&matcherv3.StringMatcher_Suffix{Suffix: s.SuffixMatch}), nil
 	case *routev3.HeaderMatcher_ContainsMatch:
-		return &StringMatcher{kind: smContains, value: s.ContainsMatch}, nil
+		return literal(&matcherv3.StringMatcher_Contains{Contains: s.ContainsMatch}), nil
 	case *routev3.HeaderMatcher_SafeRegexMatch:
 		re, err := compileRegex(join(path, "safe_regex_match"), s.SafeRegexMatch)
 		if err != nil {
 			return nil, err
 		}
-		return &StringMatcher{kind: smRegex, re: re}, nil
+		m := match.Regex(re)
+		return &m, nil
 	}
 	return nil, fieldError(path, "unknown header match")
+}
+
+func literal(f any) *StringMatcher {
+	m := match.Literal(f)
+	return &m
 }

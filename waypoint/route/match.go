@@ -9,58 +9,19 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/weftmesh/weft/waypoint/match"
 )
 
-// StringMatcher is a compiled envoy.type.matcher.v3.StringMatcher.
-type StringMatcher struct {
-	kind       int // smExact...
-	value      string
-	re         *regexp.Regexp
-	ignoreCase bool
-}
-
-const (
-	smExact = iota
-	smPrefix
-	smSuffix
-	smContains
-	smRegex
-)
-
-// Match reports whether s matches.
-func (m *StringMatcher) Match(s string) bool {
-	if m.kind == smRegex {
-		return m.re.MatchString(s)
-	}
-	v := m.value
-	if m.ignoreCase {
-		s, v = strings.ToLower(s), strings.ToLower(v)
-	}
-	switch m.kind {
-	case smExact:
-		return s == v
-	case smPrefix:
-		return strings.HasPrefix(s, v)
-	case smSuffix:
-		return strings.HasSuffix(s, v)
-	default:
-		return strings.Contains(s, v)
-	}
-}
+// StringMatcher is a compiled envoy.type.matcher.v3.StringMatcher (shared with RBAC).
+type StringMatcher = match.String
 
 // compileRegex compiles an Envoy RE2 regex for a full match, as Envoy's safe_regex matchers do.
 func compileRegex(path string, r *matcherv3.RegexMatcher) (*regexp.Regexp, error) {
-	if r == nil {
-		return nil, fieldError(path, "a regex matcher is required")
-	}
 	if err := onlyFields(path, r, "regex", "google_re2"); err != nil {
 		return nil, err
 	}
-	re, err := regexp.Compile("^(?:" + r.GetRegex() + ")$")
-	if err != nil {
-		return nil, fieldError(join(path, "regex"), "invalid RE2 regular expression %q: %v", r.GetRegex(), err)
-	}
-	return re, nil
+	return match.CompileRegex(path, r)
 }
 
 // CompileStringMatcher compiles a StringMatcher; path names it in errors.
@@ -71,26 +32,11 @@ func CompileStringMatcher(path string, sm *matcherv3.StringMatcher) (*StringMatc
 	if err := onlyFields(path, sm, "exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"); err != nil {
 		return nil, err
 	}
-	m := &StringMatcher{ignoreCase: sm.GetIgnoreCase()}
-	switch p := sm.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		m.kind, m.value = smExact, p.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		m.kind, m.value = smPrefix, p.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		m.kind, m.value = smSuffix, p.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		m.kind, m.value = smContains, p.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		re, err := compileRegex(join(path, "safe_regex"), p.SafeRegex)
-		if err != nil {
-			return nil, err
-		}
-		m.kind, m.re = smRegex, re
-	default:
-		return nil, fieldError(path, "a match pattern (exact, prefix, suffix, contains or safe_regex) is required")
+	m, err := match.CompileString(path, sm)
+	if err != nil {
+		return nil, err
 	}
-	return m, nil
+	return &m, nil
 }
 
 // headerMatcher is a compiled HeaderMatcher.
