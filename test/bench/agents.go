@@ -236,7 +236,7 @@ func ParseStatusKiB(status, field string) (uint64, error) {
 // per 1000 requests for HTTP (vCPU per 1000 rps), per gigabit for bulk (vCPU per Gbit/s); and
 // to an HTTP sample that has WaypointCPU, the waypoint's CPU and peak RSS per 1000 rps.
 func deriveAgentMetrics(w Workload, s Sample) {
-	if cpu, ok := s[WaypointCPU]; ok && w.Kind == HTTP {
+	if cpu, ok := s[WaypointCPU]; ok && w.Latency() {
 		if req := s[Requests]; req > 0 {
 			s[WaypointVCPUPerKRPS] = cpu * 1000 / req
 		}
@@ -249,7 +249,7 @@ func deriveAgentMetrics(w Workload, s Sample) {
 		return
 	}
 	switch w.Kind {
-	case HTTP:
+	case HTTP, GRPC:
 		if req := s[Requests]; req > 0 {
 			s[AgentVCPUPerKRPS] = cpu * 1000 / req
 		}

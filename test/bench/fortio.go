@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -126,10 +127,19 @@ func (h *FortioHistogram) calcPercentile(p float64) float64 {
 	return h.Max
 }
 
-// Errors returns the calls that did not answer 2xx (socket errors included).
+// Errors returns the calls that did not answer 2xx (socket errors included). For a gRPC run
+// (RunType "GRPC …"), whose codes are health statuses or gRPC codes, every call that did not
+// answer SERVING (health check) or OK (ping) is an error.
 func (r *FortioResult) Errors() int64 {
 	var n int64
+	grpc := strings.HasPrefix(r.RunType, "GRPC")
 	for code, c := range r.RetCodes {
+		if grpc {
+			if code != "SERVING" && code != "OK" {
+				n += c
+			}
+			continue
+		}
 		if v, err := strconv.Atoi(code); err != nil || v < 200 || v > 299 {
 			n += c
 		}

@@ -58,6 +58,8 @@ func WriteMarkdown(w io.Writer, r *Run) error {
 	writeRatioTable(&b, r)
 	writeAgentTable(&b, r)
 	writeWaypointTable(&b, r)
+	writePathTable(&b, r)
+	writeControlPlane(&b, r.ControlPlane)
 	if len(notes) > 0 {
 		b.WriteString("\nNotes:\n\n")
 		for _, n := range notes {
@@ -88,7 +90,7 @@ func orderScenarios(r *Run) []*ScenarioResult {
 func row(w Workload, scenario string, res, base *Result) string {
 	cells := []string{workloadTitle(w), scenario}
 	s := res.Summary
-	if w.Kind == HTTP {
+	if w.Latency() {
 		for _, m := range []Metric{P50, P90, P99, P999} {
 			cells = append(cells, statCell(s, m, "%.3f"))
 		}
@@ -106,6 +108,8 @@ func workloadTitle(w Workload) string {
 		return fmt.Sprintf("%s, %d conns, %s", w.Title, w.Connections, sizeText(w.ResponseBytes))
 	case Bulk:
 		return fmt.Sprintf("%s, %s per stream", w.Title, w.StreamBytes)
+	case GRPC:
+		return fmt.Sprintf("%s, %d conns", w.Title, w.Connections)
 	}
 	return w.Title
 }
@@ -137,7 +141,7 @@ func rateUnit(w Workload) string {
 
 func throughputCell(w Workload, s map[Metric]Stat) string {
 	switch w.Kind {
-	case HTTP:
+	case HTTP, GRPC:
 		c := statCell(s, RPS, "%.0f")
 		if c == "—" {
 			return c
@@ -162,7 +166,7 @@ func errorsCell(w Workload, s map[Metric]Stat) string {
 	if e.Sum == 0 {
 		return "0"
 	}
-	if req := s[Requests].Sum; w.Kind == HTTP && req > 0 {
+	if req := s[Requests].Sum; w.Latency() && req > 0 {
 		return fmt.Sprintf("%.0f (%.2g %%)", e.Sum, 100*e.Sum/req)
 	}
 	return fmt.Sprintf("%.0f", e.Sum)
@@ -170,7 +174,7 @@ func errorsCell(w Workload, s map[Metric]Stat) string {
 
 func p99RatioCell(w Workload, res, base *Result) string {
 	ratio, ok := res.Ratios[P99]
-	if w.Kind != HTTP || !ok {
+	if !w.Latency() || !ok {
 		return "—"
 	}
 	if base == nil || res == base {
@@ -280,7 +284,7 @@ func writeRatioTable(b *strings.Builder, r *Run) {
 
 func latencyRatioCell(w Workload, m Metric, res, base *Result) string {
 	ratio, ok := res.Ratios[m]
-	if w.Kind != HTTP || !ok || base == nil {
+	if !w.Latency() || !ok || base == nil {
 		return "—"
 	}
 	return fmt.Sprintf("%.2f× (%+.3f ms)", ratio, res.Summary[m].Median-base.Summary[m].Median)
@@ -353,7 +357,7 @@ func writeWaypointTable(b *strings.Builder, r *Run) {
 	b.WriteString("| workload | throughput | p99 ms | p99 overhead | waypoint vCPU | waypoint vCPU per 1000 rps | waypoint peak RSS MiB | waypoint peak RSS per 1000 rps | agents' vCPU per 1000 rps |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, wl := range r.Plan.Workloads {
-		if wl.Kind != HTTP || !l7.Runs(wl.ID) {
+		if !wl.Latency() || !l7.Runs(wl.ID) {
 			continue
 		}
 		res := l7.Result(wl.ID)

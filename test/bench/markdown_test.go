@@ -179,11 +179,11 @@ func TestWriteMarkdownTable(t *testing.T) {
 		name string
 		rows []int // per table, header and separator excluded
 	}{
-		{"no-mesh", []int{6}},
-		{"quick", []int{6}},
-		{"two-scenarios", []int{12, 6, 12}},
-		// weft-l7 runs only the 2 fixed-rate workloads: 6+5+2 rows, 2 waypoint rows.
-		{"three-scenarios", []int{14, 8, 14, 2}},
+		{"no-mesh", []int{7}},
+		{"quick", []int{7}},
+		{"two-scenarios", []int{14, 7, 14}},
+		// weft-l7 runs only the 2 fixed-rate workloads: 7+7+2 rows, 2 waypoint rows.
+		{"three-scenarios", []int{16, 9, 16, 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,10 +247,10 @@ func TestWriteMarkdownWaypoint(t *testing.T) {
 		workload string
 		want     []string
 	}{
-		// p99 0.700 vs 0.300: +0.4 ms; 1.5 CPU-s over 15 s = 0.1 vCPU; 30 MiB = 31.5 MB per 1000 rps.
-		{"http-1000rps", []string{"+0.400 ms (met)", "| 0.100 |", "(met)", "31.5 MB (met)"}},
-		// p99 2.4 vs 0.4: +2 ms; 9.6 CPU-s over 15 s = 0.64 vCPU, 0.2 per 1000 rps; 160 MiB/3.2 = 52.4 MB.
-		{"http-3200rps", []string{"+2.000 ms (**missed**)", "| 0.640 |", "0.200 (**missed**)", "52.4 MB (**missed**)"}},
+		// p99 0.700 vs 0.300: +0.4 ms; 1.5 CPU-s over 10 s = 0.15 vCPU; 30 MiB = 31.5 MB per 1000 rps.
+		{"http-1000rps", []string{"+0.400 ms (met)", "| 0.150 |", "(met)", "31.5 MB (met)"}},
+		// p99 2.4 vs 0.4: +2 ms; 9.6 CPU-s over 10 s = 0.96 vCPU, 0.2 per 1000 rps; 160 MiB/3.2 = 52.4 MB.
+		{"http-3200rps", []string{"+2.000 ms (**missed**)", "| 0.960 |", "0.200 (**missed**)", "52.4 MB (**missed**)"}},
 	}
 	for _, tt := range tests {
 		row, ok := rows[tt.workload]

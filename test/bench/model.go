@@ -36,8 +36,13 @@ type Run struct {
 	Agents []Agent `json:"agents,omitempty"`
 	// Waypoint is the waypoint pod whose CPU and memory every repetition accounts (the
 	// Waypoint* metrics), nil when the run has none.
-	Waypoint  *Agent           `json:"waypoint,omitempty"`
+	Waypoint *Agent `json:"waypoint,omitempty"`
+	// Peers are the peer scenarios' pods whose CPU and memory their repetitions account (the
+	// Peer* metrics).
+	Peers     []PeerPods       `json:"peers,omitempty"`
 	Scenarios []ScenarioResult `json:"scenarios"`
+	// ControlPlane holds the controller's figures of the newest weft-scale run, nil without one.
+	ControlPlane *ControlPlane `json:"controlPlane,omitempty"`
 }
 
 // Env describes the machine and the tools of a run.
@@ -61,7 +66,9 @@ type ScenarioResult struct {
 	Target      Target `json:"target"`
 	// Workloads are the IDs of the plan's workloads this scenario runs; empty means all.
 	Workloads []string `json:"workloads,omitempty"`
-	Results   []Result `json:"results"` // in the order of Plan.Workloads, those run
+	// Path is Scenario.Path: which processes the Path* metrics account.
+	Path    string   `json:"path,omitempty"`
+	Results []Result `json:"results"` // in the order of Plan.Workloads, those run
 }
 
 // Runs reports whether the scenario runs the workload with the given ID.

@@ -135,7 +135,7 @@ func TestRunJSONRoundTrip(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", m, gotA[m], wantA[m])
 		}
 	}
-	for _, key := range []string{`"p99.9_ms"`, `"ratios"`, `"duration":"15s"`, `"fortioVersion":"1.75.3"`,
+	for _, key := range []string{`"p99.9_ms"`, `"ratios"`, `"duration":"10s"`, `"fortioVersion":"1.75.3"`,
 		`"agents":[{"node":"node-1"`, `"agent_vcpu_per_krps"`, `"agent_peak_rss_mib@node-1"`, `"agent_vcpu_per_gbps"`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON lacks %s", key)

@@ -24,7 +24,13 @@ type Kind string
 const (
 	HTTP Kind = "http" // fortio load against the echo server
 	Bulk Kind = "bulk" // bulk send to the bulk receiver
+	// GRPC is fortio's gRPC unary load (-grpc: grpc.health.v1.Health/Check) against the echo
+	// server's gRPC port.
+	GRPC Kind = "grpc"
 )
+
+// Latency reports whether the workload measures request latency (fortio: HTTP or gRPC).
+func (w Workload) Latency() bool { return w.Kind == HTTP || w.Kind == GRPC }
 
 // Workload is one load point.
 type Workload struct {
@@ -77,13 +83,16 @@ type Plan struct {
 // NewPlan returns the plan of a mode.
 func NewPlan(mode Mode) (Plan, error) {
 	p := Plan{Mode: mode, Resolution: 0.00001, Pause: Duration(time.Second)}
+	// The durations keep a run of every scenario (no-mesh, Weft L4 and L7, the peers) under 20
+	// minutes in full mode and under 3 minutes in quick mode, cluster included.
 	single, multi := "2G", "1G"
 	switch mode {
 	case Full:
-		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(5*time.Second), Duration(15*time.Second), 3, "200M"
+		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(2*time.Second), Duration(10*time.Second), 3, "200M"
 	case Quick:
-		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(time.Second), Duration(5*time.Second), 1, "100M"
-		single, multi = "1G", "250M"
+		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(time.Second), Duration(3*time.Second), 1, "50M"
+		p.Pause = Duration(500 * time.Millisecond)
+		single, multi = "500M", "125M"
 	default:
 		return Plan{}, fmt.Errorf("plan: unknown mode %q", mode)
 	}
@@ -93,6 +102,7 @@ func NewPlan(mode Mode) (Plan, error) {
 		{ID: "http-3200rps", Title: "HTTP/1.1 keep-alive, 3200 rps", Kind: HTTP, QPS: 3200, Connections: conns, KeepAlive: true, ResponseBytes: size},
 		{ID: "http-max", Title: "HTTP/1.1 keep-alive, max rate", Kind: HTTP, QPS: 0, Connections: conns, KeepAlive: true, ResponseBytes: size},
 		{ID: "http-newconn", Title: "new connection per request, max rate", Kind: HTTP, QPS: 0, Connections: conns, KeepAlive: false, ResponseBytes: size},
+		{ID: "grpc-1000rps", Title: "gRPC unary (health check), 1000 rps", Kind: GRPC, QPS: 1000, Connections: conns},
 		{ID: "tcp-1stream", Title: "bulk TCP, 1 stream", Kind: Bulk, Streams: 1, StreamBytes: single},
 		{ID: "tcp-4streams", Title: "bulk TCP, 4 streams", Kind: Bulk, Streams: 4, StreamBytes: multi},
 	}
@@ -104,7 +114,7 @@ func NewPlan(mode Mode) (Plan, error) {
 func (p Plan) HTTPTime() time.Duration {
 	var d time.Duration
 	for _, w := range p.Workloads {
-		if w.Kind == HTTP {
+		if w.Latency() {
 			d += time.Duration(p.Warmup) + time.Duration(p.Repetitions)*time.Duration(p.Duration) + time.Duration(p.Pause)
 		}
 	}
@@ -121,7 +131,7 @@ func (p Plan) LoadTime(n int) time.Duration {
 	}
 	var d time.Duration
 	for _, w := range p.Workloads {
-		if w.Kind == HTTP {
+		if w.Latency() {
 			d += time.Duration(n*p.Repetitions) * (time.Duration(p.Warmup) + time.Duration(p.Duration) + time.Duration(p.Pause))
 		}
 	}
@@ -140,13 +150,35 @@ func (p Plan) FixedRateHTTP() []string {
 	return ids
 }
 
+// FixedRate returns the IDs of the plan's HTTP and gRPC workloads at a fixed rate, in plan order.
+func (p Plan) FixedRate() []string {
+	var ids []string
+	for _, w := range p.Workloads {
+		if w.Latency() && w.QPS > 0 {
+			ids = append(ids, w.ID)
+		}
+	}
+	return ids
+}
+
+// IDs returns the IDs of the plan's workloads that match keep, in plan order.
+func (p Plan) IDs(keep func(Workload) bool) []string {
+	var ids []string
+	for _, w := range p.Workloads {
+		if keep(w) {
+			ids = append(ids, w.ID)
+		}
+	}
+	return ids
+}
+
 // LoadTimeOf is LoadTime for interleaved scenarios that each run only some workloads: one entry
 // per scenario, the IDs it runs (nil: all). A workload run by one scenario alone has one
 // warm-up, as with LoadTime(1).
 func (p Plan) LoadTimeOf(scenarios ...[]string) time.Duration {
 	var d time.Duration
 	for _, w := range p.Workloads {
-		if w.Kind != HTTP {
+		if !w.Latency() {
 			continue
 		}
 		n := 0

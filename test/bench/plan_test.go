@@ -21,8 +21,8 @@ func TestNewPlan(t *testing.T) {
 		maxHTTP  time.Duration // bound on the HTTP load of one scenario
 	}{
 		// quick: the cluster takes about a minute, so the load must stay well under two
-		{Quick, 1, 5 * time.Second, 40 * time.Second},
-		{Full, 3, 15 * time.Second, 5 * time.Minute},
+		{Quick, 1, 3 * time.Second, 30 * time.Second},
+		{Full, 3, 10 * time.Second, 3 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.mode), func(t *testing.T) {
@@ -37,7 +37,7 @@ func TestNewPlan(t *testing.T) {
 				t.Errorf("HTTP load %s, want at most %s", p.HTTPTime(), tt.maxHTTP)
 			}
 			ids := map[string]bool{}
-			var http, bulk int
+			var http, bulk, grpc int
 			for _, w := range p.Workloads {
 				if ids[w.ID] {
 					t.Errorf("duplicate workload %s", w.ID)
@@ -51,10 +51,15 @@ func TestNewPlan(t *testing.T) {
 					}
 				case Bulk:
 					bulk++
+				case GRPC:
+					grpc++
+					if w.QPS != 1000 || w.Connections != 16 || !w.Latency() {
+						t.Errorf("%s: %d rps, %d connections", w.ID, w.QPS, w.Connections)
+					}
 				}
 			}
-			if http != 4 || bulk != 2 {
-				t.Errorf("%d HTTP and %d bulk workloads", http, bulk)
+			if http != 4 || bulk != 2 || grpc != 1 {
+				t.Errorf("%d HTTP, %d gRPC and %d bulk workloads", http, grpc, bulk)
 			}
 		})
 	}
@@ -69,13 +74,13 @@ func TestPlanLoadTime(t *testing.T) {
 		scenarios int
 		want      time.Duration
 	}{
-		// 4 HTTP workloads × (1 s warm-up + 5 s + 1 s pause)
-		{Quick, 1, 28 * time.Second},
-		{Quick, 2, 56 * time.Second},
-		// one scenario: one 5 s warm-up per workload, 3 × 15 s, 1 s pause
-		{Full, 1, 4 * 51 * time.Second},
-		// interleaved: 2 scenarios × 3 repetitions × (5 s + 15 s + 1 s)
-		{Full, 2, 4 * 6 * 21 * time.Second},
+		// 4 HTTP and 1 gRPC workloads × (1 s warm-up + 3 s + 0.5 s pause)
+		{Quick, 1, 5 * 4500 * time.Millisecond},
+		{Quick, 2, 2 * 5 * 4500 * time.Millisecond},
+		// one scenario: one 2 s warm-up per workload, 3 × 10 s, 1 s pause
+		{Full, 1, 5 * 33 * time.Second},
+		// interleaved: 2 scenarios × 3 repetitions × (2 s + 10 s + 1 s)
+		{Full, 2, 5 * 6 * 13 * time.Second},
 	}
 	for _, tt := range tests {
 		p, err := NewPlan(tt.mode)
@@ -193,7 +198,7 @@ func TestFixedRateHTTPAndLoadTimeOf(t *testing.T) {
 	if !slices.Equal(fixed, []string{"http-1000rps", "http-3200rps"}) {
 		t.Errorf("FixedRateHTTP = %v, want the 1000 and 3200 rps workloads", fixed)
 	}
-	// Quick: 1 s warm-up, 1 × 5 s, 1 s pause = 7 s per HTTP load point and scenario.
+	// Quick: 1 s warm-up, 1 × 3 s, 0.5 s pause = 4.5 s per HTTP load point and scenario.
 	tests := []struct {
 		name      string
 		scenarios [][]string
@@ -201,9 +206,15 @@ func TestFixedRateHTTPAndLoadTimeOf(t *testing.T) {
 	}{
 		{"one scenario is LoadTime(1)", [][]string{nil}, p.LoadTime(1)},
 		{"two full scenarios are LoadTime(2)", [][]string{nil, nil}, p.LoadTime(2)},
-		{"L7 at the fixed rates adds 2 load points", [][]string{nil, nil, fixed}, p.LoadTime(2) + 2*7*time.Second},
-		{"a workload of one scenario alone", [][]string{fixed}, 2 * 7 * time.Second},
+		{"L7 at the fixed rates adds 2 load points", [][]string{nil, nil, fixed}, p.LoadTime(2) + 2*4500*time.Millisecond},
+		{"a workload of one scenario alone", [][]string{fixed}, 2 * 4500 * time.Millisecond},
 		{"none", nil, 0},
+	}
+	if got := p.FixedRate(); !slices.Equal(got, []string{"http-1000rps", "http-3200rps", "grpc-1000rps"}) {
+		t.Errorf("FixedRate = %v, want the fixed-rate HTTP and gRPC workloads", got)
+	}
+	if got := p.IDs(func(w Workload) bool { return w.Kind == Bulk }); !slices.Equal(got, []string{"tcp-1stream", "tcp-4streams"}) {
+		t.Errorf("IDs(bulk) = %v", got)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -377,7 +377,7 @@ func latencyFigure(r *Run) (*Figure, error) {
 		name string
 	}{{P50, "p50"}, {P90, "p90"}, {P99, "p99"}, {P999, "p99.9"}}
 	for _, wl := range r.Plan.Workloads {
-		if wl.Kind != HTTP {
+		if !wl.Latency() {
 			continue
 		}
 		var cats []string
@@ -416,29 +416,43 @@ func latencyFigure(r *Run) (*Figure, error) {
 
 // resourcesFigure: the agents' CPU per 1000 rps (HTTP) and per Gbit/s (bulk), and their peak
 // memory, per workload and scenario.
+//
+// When the run has the Path* metrics (the processes on each scenario's path: agents, agents and
+// waypoint, or a peer's pods), it shows those instead, so that Weft and the peers compare.
 func resourcesFigure(r *Run) (*Figure, error) {
-	if len(r.Agents) == 0 {
+	path := hasMetric(r, PathVCPU)
+	if len(r.Agents) == 0 && !path {
 		return nil, nil
 	}
-	f := newFigure(r, ResourcesPlot, "node agents' CPU and memory",
-		fmt.Sprintf("%d node agents, summed; from the agent pods' cgroups (CPU) and VmHWM (memory)", len(r.Agents)))
-	scs := orderScenarios(r)
-	panels := []struct {
+	type panelSpec struct {
 		title, yLabel, format string
 		m                     Metric
 		kind                  Kind
 		perRow                int
-	}{
+	}
+	f := newFigure(r, ResourcesPlot, "node agents' CPU and memory",
+		fmt.Sprintf("%d node agents, summed; from the agent pods' cgroups (CPU) and VmHWM (memory)", len(r.Agents)))
+	panels := []panelSpec{
 		{"agents' CPU per 1000 requests per second", "vCPU per 1000 rps", "%.3f", AgentVCPUPerKRPS, HTTP, 2},
 		{"agents' CPU per Gbit/s of bulk TCP", "vCPU per Gbit/s", "%.3f", AgentVCPUPerGbps, Bulk, 2},
 		// Every workload: a row of its own.
 		{"agents' peak RSS during each workload", "peak RSS (MiB, all agents)", "%.1f", AgentRSS, "", 1},
 	}
+	if path {
+		f = newFigure(r, ResourcesPlot, "CPU and memory of the processes on each path",
+			"Weft L4: node agents; Weft L7: agents + waypoint; peers: their own pods; from the pods' cgroups (CPU) and VmHWM (memory)")
+		panels = []panelSpec{
+			{"CPU per 1000 requests per second, processes on the path", "vCPU per 1000 rps", "%.3f", PathVCPUPerKRPS, "latency", 2},
+			{"CPU per Gbit/s of bulk TCP, processes on the path", "vCPU per Gbit/s", "%.3f", PathVCPUPerGbps, Bulk, 2},
+			{"peak RSS of the processes on the path during each workload", "peak RSS (MiB)", "%.1f", PathRSS, "", 1},
+		}
+	}
+	scs := orderScenarios(r)
 	for _, pn := range panels {
 		var cats []string
 		ss := make([]series, len(scs))
 		for _, wl := range r.Plan.Workloads {
-			if pn.kind != "" && wl.Kind != pn.kind {
+			if pn.kind == "latency" && !wl.Latency() || pn.kind != "" && pn.kind != "latency" && wl.Kind != pn.kind {
 				continue
 			}
 			measured := false
@@ -522,6 +536,18 @@ func throughputFigure(r *Run) (*Figure, error) {
 		f.add(p, 3)
 	}
 	return f, nil
+}
+
+// hasMetric reports whether any result of the run has a summary of m.
+func hasMetric(r *Run, m Metric) bool {
+	for i := range r.Scenarios {
+		for _, res := range r.Scenarios[i].Results {
+			if st, ok := res.Summary[m]; ok && st.N > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ReadRun reads a run's JSON file (bench-<ID>.json).

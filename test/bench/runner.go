@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -26,6 +27,8 @@ type Target struct {
 	ServerNode string `json:"serverNode"`
 	HTTPURL    string `json:"httpURL"`  // echo server base URL, e.g. http://198.18.2.4:8080/
 	BulkAddr   string `json:"bulkAddr"` // bulk receiver host:port
+	// GRPCAddr is the echo server's gRPC host:port ("" when the scenario has no gRPC path).
+	GRPCAddr string `json:"grpcAddr,omitempty"`
 }
 
 // Scenario is one data path to measure.
@@ -40,6 +43,13 @@ type Scenario struct {
 	// Workloads are the IDs of the plan's workloads this scenario runs (e.g. only the
 	// fixed-rate HTTP ones); nil runs all.
 	Workloads []string
+	// Meter, when set, measures this scenario's repetitions in addition to Runner.Meter, e.g.
+	// the CPU and memory of a peer's processes (PeerMeter).
+	Meter Meter
+	// Path names what carries this scenario's connections, for the resources of the path
+	// (Path* metrics): PathAgents (the node agents), PathWaypoint (agents and waypoint),
+	// PathPeers (the scenario's Meter, a PeerMeter); "" is PathAgents.
+	Path string
 }
 
 // Runner runs a plan's workloads for scenarios.
@@ -84,7 +94,7 @@ const bulkTimeout = 2 * time.Minute
 func (r *Runner) Run(ctx context.Context, scenarios ...Scenario) []ScenarioResult {
 	out := make([]ScenarioResult, len(scenarios))
 	for i, sc := range scenarios {
-		out[i] = ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target, Workloads: sc.Workloads}
+		out[i] = ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target, Workloads: sc.Workloads, Path: sc.Path}
 	}
 	type point struct{ workload, scenario int }
 	last := point{-1, -1} // the previous measurement
@@ -153,8 +163,8 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, w Workload, rep int, 
 	}
 	var stop func() (Sample, error)
 	var meterErr error
-	if r.Meter != nil {
-		stop, meterErr = r.Meter.Start()
+	if m := scenarioMeter(r.Meter, sc.Meter); m != nil {
+		stop, meterErr = m.Start()
 	}
 	s, err := r.once(ctx, sc.Target, w, fmt.Sprintf("%s %s %d", sc.Name, w.ID, rep))
 	if stop != nil {
@@ -162,6 +172,8 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, w Workload, rep int, 
 		if m, meterErr = stop(); meterErr == nil && err == nil {
 			maps.Copy(s, m)
 			deriveAgentMetrics(w, s)
+			derivePeerMetrics(w, s)
+			derivePathMetrics(sc.Path, w, s)
 		}
 	}
 	if err != nil {
@@ -182,7 +194,7 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, w Workload, rep int, 
 func (r *Runner) warmup(ctx context.Context, t Target, w Workload) error {
 	var err error
 	switch w.Kind {
-	case HTTP:
+	case HTTP, GRPC:
 		if r.Plan.Warmup > 0 {
 			_, err = r.fortio(ctx, t, w, time.Duration(r.Plan.Warmup), "warmup")
 		}
@@ -201,7 +213,7 @@ func (r *Runner) warmup(ctx context.Context, t Target, w Workload) error {
 
 func (r *Runner) once(ctx context.Context, t Target, w Workload, label string) (Sample, error) {
 	switch w.Kind {
-	case HTTP:
+	case HTTP, GRPC:
 		return r.fortio(ctx, t, w, time.Duration(r.Plan.Duration), label)
 	case Bulk:
 		return r.bulk(ctx, t, w)
@@ -245,18 +257,29 @@ func (r *Runner) bulk(ctx context.Context, t Target, w Workload) (Sample, error)
 	return BulkSample(rep), nil
 }
 
-// FortioArgs returns the fortio command line of an HTTP workload: JSON result on stdout,
-// percentiles 50/90/99/99.9 at the plan's histogram resolution, requests spread uniformly over
-// the connections at a fixed rate.
+// FortioArgs returns the fortio command line of an HTTP or gRPC workload: JSON result on
+// stdout, percentiles 50/90/99/99.9 at the plan's histogram resolution, requests spread
+// uniformly over the connections at a fixed rate. A gRPC workload (-grpc) calls the standard
+// health check of Target.GRPCAddr, one unary call per request, over Connections HTTP/2
+// connections.
 func FortioArgs(bin string, t Target, w Workload, d time.Duration, resolution float64, label string) ([]string, error) {
-	u, err := url.Parse(t.HTTPURL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("fortio: target URL %q: %v", t.HTTPURL, err)
-	}
-	if w.ResponseBytes > 0 {
-		q := u.Query()
-		q.Set("size", strconv.Itoa(w.ResponseBytes))
-		u.RawQuery = q.Encode()
+	dest := ""
+	if w.Kind == GRPC {
+		if _, _, err := net.SplitHostPort(t.GRPCAddr); err != nil {
+			return nil, fmt.Errorf("fortio: workload %s: target gRPC address %q: want host:port", w.ID, t.GRPCAddr)
+		}
+		dest = t.GRPCAddr
+	} else {
+		u, err := url.Parse(t.HTTPURL)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("fortio: target URL %q: %v", t.HTTPURL, err)
+		}
+		if w.ResponseBytes > 0 {
+			q := u.Query()
+			q.Set("size", strconv.Itoa(w.ResponseBytes))
+			u.RawQuery = q.Encode()
+		}
+		dest = u.String()
 	}
 	argv := []string{bin, "load",
 		"-json", "-",
@@ -271,10 +294,12 @@ func FortioArgs(bin string, t Target, w Workload, d time.Duration, resolution fl
 	if w.QPS > 0 {
 		argv = append(argv, "-uniform")
 	}
-	if !w.KeepAlive {
+	if w.Kind == GRPC {
+		argv = append(argv, "-grpc")
+	} else if !w.KeepAlive {
 		argv = append(argv, "-keepalive=false")
 	}
-	return append(argv, u.String()), nil
+	return append(argv, dest), nil
 }
 
 // BulkArgs returns the bulk command line of a bulk workload.
@@ -294,13 +319,13 @@ func appendNotes(notes []string, w Workload, s Sample, rep int) []string {
 	if e := s[Errors]; e > 0 {
 		notes = append(notes, fmt.Sprintf("rep %d: %.0f errors", rep, e))
 	}
-	if w.Kind != HTTP {
+	if !w.Latency() {
 		return notes
 	}
 	if w.QPS > 0 && s[RPS] < 0.95*float64(w.QPS) {
 		notes = append(notes, fmt.Sprintf("rep %d: %.0f of %d rps achieved", rep, s[RPS], w.QPS))
 	}
-	if w.KeepAlive && s[Sockets] > float64(w.Connections) {
+	if w.Kind == HTTP && w.KeepAlive && s[Sockets] > float64(w.Connections) {
 		notes = append(notes, fmt.Sprintf("rep %d: %.0f sockets for %d keep-alive connections", rep, s[Sockets], w.Connections))
 	}
 	return notes
@@ -321,6 +346,13 @@ func describe(w Workload, s Sample) string {
 			fmt.Fprintf(&b, " (%.3f per 1000 rps)", k)
 		}
 		fmt.Fprintf(&b, ", peak RSS %.1f MiB", s[AgentRSS])
+	}
+	if v, ok := s[PeerVCPU]; ok {
+		fmt.Fprintf(&b, "; peers %.3f vCPU", v)
+		if k, ok := s[PeerVCPUPerKRPS]; ok {
+			fmt.Fprintf(&b, " (%.3f per 1000 rps)", k)
+		}
+		fmt.Fprintf(&b, ", peak RSS %.1f MiB", s[PeerRSS])
 	}
 	if v, ok := s[WaypointVCPU]; ok {
 		fmt.Fprintf(&b, "; waypoint %.3f vCPU", v)

@@ -58,7 +58,7 @@ bulk send to 198.18.2.5:5001: 1 streams, 1.0 GB in 1.600s, 5.000 Gbit/s total, d
 
 var testTarget = Target{
 	Namespace: "bench", ClientPod: "bench-client-0", ClientNode: "node-1", ServerNode: "node-2",
-	HTTPURL: "http://198.18.2.4:8080/", BulkAddr: "198.18.2.5:5001",
+	HTTPURL: "http://198.18.2.4:8080/", BulkAddr: "198.18.2.5:5001", GRPCAddr: "198.18.2.4:9090",
 }
 
 func TestRunnerRun(t *testing.T) {
@@ -110,7 +110,10 @@ func TestRunnerRun(t *testing.T) {
 	if n := res.Results[1].Notes; len(n) != 3 || !strings.Contains(n[0], "984 of 3200 rps") {
 		t.Errorf("notes at 3200 rps: %v", n)
 	}
-	b := res.Results[4]
+	if g := res.Results[4]; g.Workload != "grpc-1000rps" || g.Summary[P99].N != 3 {
+		t.Errorf("gRPC result %s: p99 summary %+v", g.Workload, g.Summary[P99])
+	}
+	b := res.Results[5]
 	if st := b.Summary[Gbps]; st.N != 3 || st.Median != 5.0 {
 		t.Errorf("bulk summary %+v", st)
 	}
@@ -151,7 +154,7 @@ func TestRunnerFailures(t *testing.T) {
 		{
 			name:      "fortio prints no JSON",
 			fortio:    "Aborting because of lookup failure\n",
-			wantError: map[string]string{"http-1000rps": "no JSON", "http-3200rps": "no JSON", "http-max": "no JSON", "http-newconn": "no JSON"},
+			wantError: map[string]string{"http-1000rps": "no JSON", "http-3200rps": "no JSON", "http-max": "no JSON", "http-newconn": "no JSON", "grpc-1000rps": "no JSON"},
 		},
 	}
 	for _, tt := range tests {

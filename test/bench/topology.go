@@ -20,6 +20,9 @@ import (
 const (
 	EchoPort = 8080
 	BulkPort = 5001
+	// GRPCPort is the echo server's gRPC port (health and reflection), named "grpc" in the pod
+	// and the Service so that a waypoint speaks HTTP/2 to it.
+	GRPCPort = 9090
 )
 
 // Topology places the benchmark's pods like two machines: the client pod (where the load
@@ -83,8 +86,9 @@ spec:
         env:
         - {name: NAME, value: bench-server}
         - {name: PORT, value: "{{.EchoPort}}"}
+        - {name: GRPC_PORT, value: "{{.GRPCPort}}"}
         - {name: LOG_LEVEL, value: warn}
-        ports: [{name: http, containerPort: {{.EchoPort}}}]
+        ports: [{name: http, containerPort: {{.EchoPort}}}, {name: grpc, containerPort: {{.GRPCPort}}}]
         readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
 ---
 apiVersion: apps/v1
@@ -111,7 +115,7 @@ kind: Service
 metadata: {name: bench-server, namespace: {{.Namespace}}}
 spec:
   selector: {app: bench-server}
-  ports: [{name: http, port: 80, targetPort: http}]
+  ports: [{name: http, port: 80, targetPort: http}, {name: grpc, port: {{.GRPCPort}}, targetPort: grpc, appProtocol: grpc}]
 ---
 apiVersion: v1
 kind: Service
@@ -131,7 +135,7 @@ func (t Topology) Manifest() ([]byte, error) {
 	var b bytes.Buffer
 	err := manifestTmpl.Execute(&b, map[string]any{
 		"Namespace": t.Namespace, "ClientNode": t.ClientNode, "ServerNode": t.ServerNode,
-		"Labels": labels, "EchoPort": EchoPort, "BulkPort": BulkPort,
+		"Labels": labels, "EchoPort": EchoPort, "BulkPort": BulkPort, "GRPCPort": GRPCPort,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
@@ -175,6 +179,7 @@ func (t Topology) Deploy(ctx context.Context, c *harness.Cluster, fortio string)
 		ServerNode: t.ServerNode,
 		HTTPURL:    fmt.Sprintf("http://%s/", net.JoinHostPort(pods["bench-server"].Status.PodIP, fmt.Sprint(EchoPort))),
 		BulkAddr:   net.JoinHostPort(pods["bench-bulk"].Status.PodIP, fmt.Sprint(BulkPort)),
+		GRPCAddr:   net.JoinHostPort(pods["bench-server"].Status.PodIP, fmt.Sprint(GRPCPort)),
 	}
 	err = harness.WaitFor(ctx, 30*time.Second, "server reachable from "+tg.ClientPod, func(ctx context.Context) (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

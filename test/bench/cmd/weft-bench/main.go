@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -67,6 +68,9 @@ type config struct {
 	tuneClient bool
 	// plot is a result file to render the plots of (weft-bench -plot), "" for a benchmark run.
 	plot string
+	// scale is the weft-scale result whose control-plane figures join the report: a file, ""
+	// for the newest scale-*.json in outDir, "none" for none.
+	scale string
 }
 
 func main() {
@@ -101,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	out := fs.String("out", "bench-results", "directory for bench-<time>.json, .md and the -*.svg plots (with -plot: default the result file's directory)")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 6m with -quick, 30m otherwise)")
 	tune := fs.Bool("tune-client", true, "widen the ephemeral port range and reuse TIME_WAIT sockets in the client pod")
+	scaleFile := fs.String("scale", "", "weft-scale result whose control-plane figures join the report (default: the newest scale-*.json in -out; none: leave them out)")
 	plotFile := fs.String("plot", "", "render the plots of an existing `bench-<time>.json` and exit (no run, no root needed)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -108,7 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune, plot: *plotFile}
+	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune, plot: *plotFile, scale: *scaleFile}
 	if cfg.plot != "" {
 		outSet := false
 		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
@@ -142,8 +147,10 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	}
 	started := time.Now().UTC()
 	progress := harness.NewProgress(stdout)
-	progress.Step("weft-bench %s mode: %d workloads, 3 scenarios interleaved (%s only at the fixed rates), HTTP load ≈ %s",
-		cfg.mode, len(plan.Workloads), bench.WeftL7Scenario, plan.LoadTimeOf(nil, nil, plan.FixedRateHTTP()))
+	tunnels := plan.IDs(func(w bench.Workload) bool { return w.Kind != bench.GRPC })
+	progress.Step("weft-bench %s mode: %d workloads, 6 scenarios interleaved (%s and %s only at the fixed rates, no gRPC through the peers), load ≈ %s",
+		cfg.mode, len(plan.Workloads), bench.WeftL7Scenario, bench.NginxScenario,
+		plan.LoadTimeOf(nil, nil, plan.FixedRate(), tunnels, tunnels, plan.FixedRateHTTP()))
 	r := &bench.Run{
 		Schema:   bench.SchemaVersion,
 		ID:       started.Format("20060102-150405"),
@@ -156,7 +163,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 
 	// The benchmark addresses pods and Services by IP, but the node agents and the waypoint find
 	// the controller by its Service name (weft-controller.weft-system.svc): cluster DNS is needed.
-	c, err := harness.Start(ctx, harness.Options{Nodes: 2, RepoRoot: root, Progress: progress, Logger: logger})
+	c, err := harness.Start(ctx, harness.Options{Nodes: 2, RepoRoot: root, Progress: progress, Logger: logger, Images: bench.PeerImages()})
 	if err != nil {
 		return fmt.Errorf("start cluster: %w", err)
 	}
@@ -210,6 +217,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 			"Weft's node agents run, namespace not enrolled (no capture)",
 		Target: target,
 		Enter:  sw.Unenroll,
+		Path:   bench.PathNone,
 	}, {
 		Name: bench.WeftL4Scenario,
 		Description: "Weft L4: namespace labelled istio.io/dataplane-mode=ambient; eBPF redirects the client's connect() to node-1's agent, " +
@@ -217,6 +225,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 			"which connects to the app with the client's address; PeerAuthentication PERMISSIVE",
 		Target: target,
 		Enter:  sw.Enroll,
+		Path:   bench.PathAgents,
 	}}
 	var meter bench.Meter = &bench.AgentMeter{Agents: agents}
 	l7, l7Err := l7Scenario(ctx, c, target, plan, sw, progress)
@@ -227,6 +236,19 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 		r.Waypoint = &wp
 		scenarios = append(scenarios, l7.scenario)
 		meter = bench.Meters{meter, &bench.WaypointMeter{Waypoint: wp}}
+	}
+	nginxNode := target.ClientNode
+	if l7Err == nil {
+		nginxNode = l7.waypoint.Node // the same hop as the waypoint's
+	}
+	progress.Step("deploying the peers in namespace %s: HAProxy and stunnel mTLS tunnels %s → %s, nginx on %s", bench.PeersNamespace, target.ClientNode, target.ServerNode, nginxNode)
+	peers, peerErr := bench.DeployPeers(ctx, c, target, plan, nginxNode, sw.Unenroll, fortio)
+	if peerErr != nil {
+		progress.Step("!!! missing peer rows: %v", peerErr)
+	}
+	for _, p := range peers {
+		scenarios = append(scenarios, p.Scenario)
+		r.Peers = append(r.Peers, bench.PeerPods{Scenario: p.Scenario.Name, Pods: p.Pods})
 	}
 	names := make([]string, len(scenarios))
 	for i, sc := range scenarios {
@@ -244,6 +266,13 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	if err := r.ComputeRatios(); err != nil {
 		return err
 	}
+	if cfg.scale != "none" {
+		cp, err := bench.ReadControlPlane(cfg.scale, cfg.outDir)
+		if err != nil {
+			progress.Step("!!! no control-plane figures: %v", err)
+		}
+		r.ControlPlane = cp
+	}
 	if err := write(cfg.outDir, r, stdout); err != nil {
 		return err
 	}
@@ -256,10 +285,13 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 		}
 	}
 	if len(failed) > 0 {
-		return errors.Join(l7Err, fmt.Errorf("%d workloads failed: %s", len(failed), strings.Join(failed, ", ")))
+		return errors.Join(l7Err, peerErr, fmt.Errorf("%d workloads failed: %s", len(failed), strings.Join(failed, ", ")))
 	}
 	if l7Err != nil {
-		return fmt.Errorf("%s: %w", bench.WeftL7Scenario, l7Err)
+		return errors.Join(fmt.Errorf("%s: %w", bench.WeftL7Scenario, l7Err), peerErr)
+	}
+	if peerErr != nil {
+		return fmt.Errorf("peers: %w", peerErr)
 	}
 	return ctx.Err()
 }
@@ -286,6 +318,10 @@ func l7Scenario(ctx context.Context, c *harness.Cluster, target bench.Target, pl
 	}
 	t := target
 	t.HTTPURL = url
+	t.GRPCAddr = "" // no gRPC through the waypoint unless the Service VIP is known
+	if host, _, err := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")); err == nil {
+		t.GRPCAddr = net.JoinHostPort(host, fmt.Sprint(bench.GRPCPort))
+	}
 	progress.Step("waypoint %s on %s; %s loads Service bench-server at %s", wp.Pod, wp.Node, bench.WeftL7Scenario, url)
 	return l7{waypoint: wp, scenario: bench.Scenario{
 		Name: bench.WeftL7Scenario,
@@ -295,7 +331,8 @@ func l7Scenario(ctx context.Context, c *harness.Cluster, target bench.Target, pl
 			"only the fixed-rate HTTP workloads", bench.WaypointName, url, wp.Pod, wp.Node),
 		Target:    t,
 		Enter:     sw.EnrollWaypoint(t),
-		Workloads: plan.FixedRateHTTP(),
+		Workloads: plan.FixedRate(),
+		Path:      bench.PathWaypoint,
 	}}, nil
 }
 
