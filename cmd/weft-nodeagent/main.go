@@ -50,6 +50,7 @@ func run() error {
 		trustDomain = flag.String("trust-domain", "cluster.local", "SPIFFE trust domain")
 		cgroup      = flag.String("cgroup", "/sys/fs/cgroup", "the node's cgroup v2 root, where capture attaches")
 		pins        = flag.String("bpffs-dir", "/sys/fs/bpf/weft", "bpffs directory for pinned maps and links")
+		captureMode = flag.String("capture", agent.CaptureEBPF, "how pods' connections reach the agent: ebpf, or iptables (REDIRECT rules in each pod, as Istio's in-pod mode; for comparison)")
 		cniSocket   = flag.String("cni-socket", enroll.DefaultSocket, "enrollment socket for the CNI plugin")
 		cniPlugin   = flag.String("cni-plugin", filepath.Join(filepath.Dir(exe), "weft-cni"), "weft-cni binary to install (empty: do not install)")
 		cniBinDir   = flag.String("cni-bin-dir", "/opt/cni/bin", "the node's CNI plugin directory")
@@ -102,7 +103,7 @@ func run() error {
 	}
 	dpc := datapath.Config{CgroupPath: *cgroup, PinDir: *pins} // marks and ports: defaults
 	a, err := agent.New(agent.Config{
-		Node: *node, Source: source, CA: ca, TrustDomain: *trustDomain, Datapath: dpc,
+		Node: *node, Source: source, CA: ca, TrustDomain: *trustDomain, Datapath: dpc, Capture: *captureMode,
 		CNISocket: *cniSocket, CNIPlugin: *cniPlugin, CNIBinDir: *cniBinDir, CNIConfDir: *cniConfDir,
 		NetNSDirs: []string{*netnsDir}, DescribesAllPods: *controller != "", Metrics: metrics, Logger: log,
 	})
@@ -121,7 +122,7 @@ func run() error {
 	errc := make(chan error, 2)
 	go func() { errc <- adm.Run(ctx) }()
 	go func() { errc <- a.Run(ctx) }()
-	log.Info("node agent started", "node", *node)
+	log.Info("node agent started", "node", *node, "capture", *captureMode)
 	err = <-errc
 	stop()
 	return err

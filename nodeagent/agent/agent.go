@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -39,12 +40,14 @@ type Config struct {
 	Source      Source
 	CA          identity.CAClient
 	TrustDomain string
-	Datapath    datapath.Config // CgroupPath, PinDir, marks
-	CNISocket   string          // enrollment socket (enroll.DefaultSocket)
-	CNIPlugin   string          // weft-cni binary to install; empty: do not install
-	CNIBinDir   string          // /opt/cni/bin
-	CNIConfDir  string          // /etc/cni/net.d
-	NetNSDirs   []string        // scanned at start, e.g. /var/run/netns
+	Datapath    datapath.Config // CgroupPath, PinDir, marks (the iptables capture uses the marks and ports)
+	// Capture is how pods' connections reach the agent: CaptureEBPF (empty) or CaptureIPTables.
+	Capture    string
+	CNISocket  string   // enrollment socket (enroll.DefaultSocket)
+	CNIPlugin  string   // weft-cni binary to install; empty: do not install
+	CNIBinDir  string   // /opt/cni/bin
+	CNIConfDir string   // /etc/cni/net.d
+	NetNSDirs  []string // scanned at start, e.g. /var/run/netns
 	// DescribesAllPods says that Source describes every pod of the node as soon as it is
 	// scheduled (the controller does): a new pod's CNI ADD then waits for its description and
 	// is refused when none comes. Without it (a local file), an undescribed pod starts
@@ -60,7 +63,8 @@ type Config struct {
 type Agent struct {
 	cfg   Config
 	log   *slog.Logger
-	dp    *datapath.Datapath
+	dp    *datapath.Datapath // nil with the iptables capture
+	cap   capture
 	store *state.Store
 	certs *identity.Manager
 	proxy *proxy.Proxy
@@ -81,7 +85,7 @@ type sandbox struct {
 
 type served struct {
 	pod   *proxy.Pod
-	dp    *datapath.Pod
+	dp    io.Closer // *datapath.Pod or *iptables.Pod
 	addrs []netip.Addr
 }
 
@@ -97,34 +101,32 @@ func New(cfg Config) (*Agent, error) {
 		cfg.CNIAddWait = 5 * time.Second
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, store: &state.Store{}, sandboxes: map[netip.Addr]string{}, pods: map[string]sandbox{}, unfound: map[netip.Addr]bool{}, served: map[string]*served{}}
-	dp, err := datapath.Attach(cfg.Datapath)
+	c, dp, err := newCapture(cfg.Capture, cfg.Datapath, cfg.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a.dp = dp
+	a.cap, a.dp = c, dp
 	td, err := trustDomain(cfg.TrustDomain)
 	if err != nil {
-		dp.Close()
+		c.close()
 		return nil, err
 	}
 	if a.certs, err = identity.NewManager(cfg.CA, identity.Options{TrustDomain: td, Logger: cfg.Logger}); err != nil {
-		dp.Close()
+		c.close()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	dpc := dp.Config()
-	a.proxy, err = proxy.New(proxy.Deps{
-		Node:            cfg.Node,
-		Store:           a.store,
-		Certs:           a.certs,
-		OriginalDst:     dp.OriginalDst,
-		ControlAgent:    datapath.MarkControl(dpc.AgentMark),
-		ControlUpstream: datapath.TransparentControl(dpc.UpstreamMark),
-		Metrics:         cfg.Metrics,
-		Logger:          cfg.Logger,
-	})
+	deps := proxy.Deps{
+		Node:    cfg.Node,
+		Store:   a.store,
+		Certs:   a.certs,
+		Metrics: cfg.Metrics,
+		Logger:  cfg.Logger,
+	}
+	c.deps(&deps)
+	a.proxy, err = proxy.New(deps)
 	if err != nil {
 		a.certs.Close()
-		dp.Close()
+		c.close()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	return a, nil
@@ -136,7 +138,7 @@ func (a *Agent) Store() *state.Store { return a.store }
 // Certificates is the agent's identity manager (for the admin endpoints).
 func (a *Agent) Certificates() *identity.Manager { return a.certs }
 
-// Datapath is the agent's datapath (for its counters).
+// Datapath is the agent's eBPF datapath (for its counters); nil with the iptables capture.
 func (a *Agent) Datapath() *datapath.Datapath { return a.dp }
 
 // Ready reports whether the agent applied a config and re-enrolled its pods.
@@ -183,7 +185,7 @@ func (a *Agent) shutdown() {
 	}
 	a.proxy.Close()
 	a.certs.Close()
-	a.dp.Close() // handles only: capture stays on for enrolled pods
+	a.cap.close() // handles only: capture stays on for enrolled pods
 }
 
 // apply installs a new snapshot and reconciles the served pods; an invalid snapshot is refused
@@ -331,7 +333,7 @@ func (a *Agent) enrollLocked(w *state.Workload, path string, addrs []netip.Addr)
 		return err
 	}
 	ipv6 := slices.ContainsFunc(addrs, netip.Addr.Is6)
-	pod, err := a.proxy.OpenPod(ctx, w.UID, path, cookie, a.dp.AgentListenConfig(), ipv6)
+	pod, err := a.proxy.OpenPod(ctx, w.UID, path, cookie, a.cap.listenConfig(), ipv6)
 	if err != nil {
 		return err
 	}
@@ -339,7 +341,7 @@ func (a *Agent) enrollLocked(w *state.Workload, path string, addrs []netip.Addr)
 	for i, ln := range pod.Inbound {
 		inbound[i] = ln.(*net.TCPListener)
 	}
-	dpPod, err := a.dp.EnrollPod(datapath.PodConfig{
+	dpPod, err := a.cap.enroll(datapath.PodConfig{
 		NetNSPath:            path,
 		IPs:                  addrs,
 		Gateways:             gateways,
@@ -371,7 +373,7 @@ func (a *Agent) unenrollLocked(uid string) {
 // forgetStaleLocked unenrolls, in the datapath, pods a previous agent enrolled that this one does
 // not serve (they are gone, or no longer ambient).
 func (a *Agent) forgetStaleLocked() {
-	cookies, err := a.dp.EnrolledPods()
+	cookies, err := a.cap.enrolledPods()
 	if err != nil {
 		a.log.Warn("enrolled pods", "err", err)
 		return
@@ -382,7 +384,7 @@ func (a *Agent) forgetStaleLocked() {
 	}
 	for _, c := range cookies {
 		if !live[c] {
-			_ = a.dp.Unenroll(c)
+			_ = a.cap.unenroll(c)
 		}
 	}
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // inboundPlain handles a plaintext connection steered to 15006: its local address is where the
-// client was going (pod IP:port).
+// client was going (pod IP:port), or, after an iptables REDIRECT, Deps.ConnDst tells.
 func (p *Proxy) inboundPlain(ctx context.Context, pod *Pod, c net.Conn) {
 	defer c.Close()
 	snap, w, ok := p.workload(pod)
@@ -27,6 +27,13 @@ func (p *Proxy) inboundPlain(ctx context.Context, pod *Pod, c net.Conn) {
 		return
 	}
 	dst, client := addrOf(c.LocalAddr()), addrOf(c.RemoteAddr())
+	if p.d.ConnDst != nil {
+		var err error
+		if dst, err = p.d.ConnDst(c); err != nil {
+			p.d.Logger.Warn("no original destination", "pod", pod.UID, "dir", "inbound", "peer", client, "err", err)
+			return
+		}
+	}
 	src, _ := snap.WorkloadByIP(client.Addr().Unmap())
 	conn := Conn{Reporter: admin.ReporterDestination, Source: src, Destination: w, Security: admin.SecurityNone}
 	switch snap.InboundMode(w, dst.Port()) {

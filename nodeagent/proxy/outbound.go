@@ -19,7 +19,13 @@ import (
 func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 	defer c.Close()
 	log := p.d.Logger.With("pod", pod.UID, "dir", "outbound")
-	orig, err := p.d.OriginalDst(pod.Cookie, addrOf(c.RemoteAddr()))
+	var orig netip.AddrPort
+	var err error
+	if p.d.ConnDst != nil {
+		orig, err = p.d.ConnDst(c)
+	} else {
+		orig, err = p.d.OriginalDst(pod.Cookie, addrOf(c.RemoteAddr()))
+	}
 	if err != nil {
 		log.Warn("no original destination", "peer", c.RemoteAddr(), "err", err)
 		return

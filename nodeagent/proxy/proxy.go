@@ -56,6 +56,11 @@ type Deps struct {
 	Certs hbone.Certificates
 	// OriginalDst returns where a captured outbound connection was going (datapath).
 	OriginalDst func(netnsCookie uint64, peer netip.AddrPort) (netip.AddrPort, error)
+	// ConnDst, when set, returns the original destination of an accepted connection from the
+	// connection itself (iptables REDIRECT capture: SO_ORIGINAL_DST). It replaces OriginalDst for
+	// outbound connections and the local address for inbound plaintext, which after a REDIRECT
+	// is the agent's listener.
+	ConnDst func(c net.Conn) (netip.AddrPort, error)
 	// ControlAgent and ControlUpstream configure the agent's sockets: marked (so the datapath
 	// never captures them), and marked + transparent (upstream connections to apps).
 	ControlAgent    func(network, address string, c syscall.RawConn) error

@@ -258,6 +258,15 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	runner := &bench.Runner{Exec: c, Fortio: fortio, Bulk: bulk, Plan: plan, Meter: meter,
 		Progress: progress.Step, Log: logger}
 	r.Scenarios = runner.Run(ctx, scenarios...)
+	// weft-iptables needs the node agents restarted with another capture mode: a second pass.
+	progress.Step("%s: restarting the node agents with --capture=iptables, then every workload in a second pass (not interleaved)", bench.WeftIPTablesScenario)
+	ipt, iptAgents, iptErr := bench.IPTablesPass(ctx, c, *runner, sw)
+	if iptErr != nil {
+		progress.Step("!!! no %s rows: %v", bench.WeftIPTablesScenario, iptErr)
+	} else {
+		progress.Step("%s measured with agents %v", bench.WeftIPTablesScenario, iptAgents)
+		r.Scenarios = append(r.Scenarios, ipt)
+	}
 	r.Finished = time.Now().UTC()
 	r.Env.FortioVersion = runner.FortioVersion()
 	if r.Env.FortioVersion == "" {
@@ -285,7 +294,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 		}
 	}
 	if len(failed) > 0 {
-		return errors.Join(l7Err, peerErr, fmt.Errorf("%d workloads failed: %s", len(failed), strings.Join(failed, ", ")))
+		return errors.Join(l7Err, peerErr, iptErr, fmt.Errorf("%d workloads failed: %s", len(failed), strings.Join(failed, ", ")))
 	}
 	if l7Err != nil {
 		return errors.Join(fmt.Errorf("%s: %w", bench.WeftL7Scenario, l7Err), peerErr)
@@ -293,7 +302,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	if peerErr != nil {
 		return fmt.Errorf("peers: %w", peerErr)
 	}
-	return ctx.Err()
+	return errors.Join(iptErr, ctx.Err())
 }
 
 // l7 is the weft-l7 scenario and the waypoint it goes through.
