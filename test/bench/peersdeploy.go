@@ -76,15 +76,20 @@ func DeployPeers(ctx context.Context, c *harness.Cluster, target Target, plan Pl
 	if err := createSecret(ctx, c, "peer-tls", pki.Files()); err != nil {
 		return nil, err
 	}
-	tun := Tunnel{ClientNode: cn.Name, ServerNode: sn.Name, ClientNodeIP: cn.IP.String(), ServerNodeIP: sn.IP.String(), CertDir: peerCertDir,
-		Routes: []TunnelRoute{
-			{Name: "http", Listen: TunnelHTTPListen, Tunnel: TunnelHTTPTLS, Dest: hostOf(target.HTTPURL)},
-			{Name: "bulk", Listen: TunnelBulkListen, Tunnel: TunnelBulkTLS, Dest: target.BulkAddr},
-		}}
-	tunnelTarget := target
-	tunnelTarget.HTTPURL = fmt.Sprintf("http://%s/", hostPort(tun.ClientNodeIP, TunnelHTTPListen))
-	tunnelTarget.BulkAddr = hostPort(tun.ClientNodeIP, TunnelBulkListen)
-	tunnelTarget.GRPCAddr = ""
+	// Each tunnel peer has ports of its own: both run host-network on the same nodes, and a
+	// peer that could not bind would otherwise measure the other one.
+	tunnelFor := func(offset int) (Tunnel, Target) {
+		tun := Tunnel{ClientNode: cn.Name, ServerNode: sn.Name, ClientNodeIP: cn.IP.String(), ServerNodeIP: sn.IP.String(), CertDir: peerCertDir,
+			Routes: []TunnelRoute{
+				{Name: "http", Listen: TunnelHTTPListen + offset, Tunnel: TunnelHTTPTLS + offset, Dest: hostOf(target.HTTPURL)},
+				{Name: "bulk", Listen: TunnelBulkListen + offset, Tunnel: TunnelBulkTLS + offset, Dest: target.BulkAddr},
+			}}
+		tt := target
+		tt.HTTPURL = fmt.Sprintf("http://%s/", hostPort(tun.ClientNodeIP, TunnelHTTPListen+offset))
+		tt.BulkAddr = hostPort(tun.ClientNodeIP, TunnelBulkListen+offset)
+		tt.GRPCAddr = ""
+		return tun, tt
+	}
 	// The tunnels carry every HTTP/1.1 and bulk workload; gRPC stays with Weft's rows.
 	tunnelLoads := plan.IDs(func(w Workload) bool { return w.Kind != GRPC })
 
@@ -95,10 +100,12 @@ func DeployPeers(ctx context.Context, c *harness.Cluster, target Target, plan Pl
 		scenario, image, file, desc string
 		render                      func(Tunnel, string) (string, error)
 		args                        []string
+		portOffset                  int
 	}{
-		{HAProxyScenario, "haproxy", "haproxy.cfg", "HAProxy %s (mode tcp) on each node as an mTLS L4 tunnel", HAProxyConfig, []string{"-db", "-f", peerConfDir + "/haproxy.cfg"}},
-		{StunnelScenario, "stunnel4", "stunnel.conf", "stunnel %s on each node as an mTLS L4 tunnel", StunnelConfig, []string{peerConfDir + "/stunnel.conf"}},
+		{HAProxyScenario, "haproxy", "haproxy.cfg", "HAProxy %s (mode tcp) on each node as an mTLS L4 tunnel", HAProxyConfig, []string{"-db", "-f", peerConfDir + "/haproxy.cfg"}, 0},
+		{StunnelScenario, "stunnel4", "stunnel.conf", "stunnel %s on each node as an mTLS L4 tunnel", StunnelConfig, []string{peerConfDir + "/stunnel.conf"}, 20},
 	} {
+		tun, tunnelTarget := tunnelFor(tp.portOffset)
 		if _, ok := images[tp.image]; !ok {
 			errs = append(errs, fmt.Errorf("%s: %s is not installed (make deps installs it)", tp.scenario, peerBinaries[tp.image]))
 			continue
@@ -131,7 +138,7 @@ func DeployPeers(ctx context.Context, c *harness.Cluster, target Target, plan Pl
 			Name: tp.scenario,
 			Description: fmt.Sprintf(tp.desc, version) + fmt.Sprintf(": the client addresses node-1's end directly (%s, plain TCP), which carries each connection "+
 				"in its own TLS 1.3 connection (ECDSA P-256 node certificates, verified both ways) to node-2's end on :%d, which connects to the pod; "+
-				"host-network pods, namespace %s not enrolled", tunnelTarget.HTTPURL, TunnelHTTPTLS, target.Namespace),
+				"host-network pods, namespace %s not enrolled", tunnelTarget.HTTPURL, TunnelHTTPTLS+tp.portOffset, target.Namespace),
 			Target:    tunnelTarget,
 			Enter:     peerEnter(c, enter, tunnelTarget, fortio),
 			Workloads: tunnelLoads,

@@ -90,8 +90,8 @@ func NewPlan(mode Mode) (Plan, error) {
 	case Full:
 		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(2*time.Second), Duration(10*time.Second), 3, "200M"
 	case Quick:
-		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(time.Second), Duration(3*time.Second), 1, "50M"
-		p.Pause = Duration(500 * time.Millisecond)
+		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(500*time.Millisecond), Duration(2*time.Second), 1, "50M"
+		p.Pause = Duration(250 * time.Millisecond)
 		single, multi = "500M", "125M"
 	default:
 		return Plan{}, fmt.Errorf("plan: unknown mode %q", mode)
