@@ -288,32 +288,21 @@ func (h *Handler) forward(w *countingWriter, r *http.Request, x *exchange, ch *c
 	var setCookie *http.Cookie
 	pick.HashKey, pick.HasHash, setCookie = rt.HashKey(r, x.client)
 
-	// The body is kept for retries and mirrors when it is small enough.
-	var body []byte
-	replay := f.Retry != nil || len(f.Mirrors) > 0
-	if replay && r.Body != nil && r.Body != http.NoBody {
-		buf, err := io.ReadAll(io.LimitReader(r.Body, h.o.MaxBufferedBody+1))
-		if err != nil {
-			x.flag("DPE")
-			h.local(w, x, rt, http.StatusBadRequest, "reading the request body: "+err.Error())
-			return
-		}
-		if int64(len(buf)) > h.o.MaxBufferedBody {
-			replay = false // too large to keep: sent once, never retried or mirrored
-			out.Body = io.NopCloser(io.MultiReader(bytes.NewReader(buf), r.Body))
-		} else {
-			body = buf
+	// With retries or mirrors the body is recorded as it streams to the upstream, so that it
+	// can be sent again while it is small enough (recorder).
+	var rec *recorder
+	if (f.Retry != nil || len(f.Mirrors) > 0) && r.Body != nil && r.Body != http.NoBody {
+		rec = newRecorder(r.Body, h.o.MaxBufferedBody)
+	}
+	for _, m := range f.Mirrors {
+		if m.Share.Hit(ch.routes.Rand()) {
+			h.mirror(out, rec, m, x)
 		}
 	}
-	x.reqBytes = int64(len(body))
-	if replay {
-		for _, m := range f.Mirrors {
-			if m.Share.Hit(ch.routes.Rand()) {
-				h.mirror(out, body, m, x)
-			}
-		}
+	resp, err := h.attempts(ctx, out, rec, ucl, f, pick, x, ch)
+	if rec != nil {
+		defer func() { x.reqBytes = rec.size() }()
 	}
-	resp, err := h.attempts(ctx, out, body, replay, ucl, f, pick, x, ch)
 	if err != nil {
 		status := http.StatusServiceUnavailable
 		msg := "upstream connect error or disconnect/reset before headers"
@@ -381,7 +370,7 @@ func (h *Handler) forward(w *countingWriter, r *http.Request, x *exchange, ch *c
 
 // attempts sends the request, retrying as the route's retry policy says within the
 // cluster's retry budget (max_retries), each attempt bounded by the per-try timeout.
-func (h *Handler) attempts(ctx context.Context, out *http.Request, body []byte, replay bool, ucl *upstream.Cluster, f *route.Forward, pick upstream.Pick, x *exchange, ch *chain) (*http.Response, error) {
+func (h *Handler) attempts(ctx context.Context, out *http.Request, rec *recorder, ucl *upstream.Cluster, f *route.Forward, pick upstream.Pick, x *exchange, ch *chain) (*http.Response, error) {
 	rp := f.Retry
 	for n := 0; ; n++ {
 		x.attempts = n + 1
@@ -391,12 +380,10 @@ func (h *Handler) attempts(ctx context.Context, out *http.Request, body []byte, 
 			tctx, cancel = context.WithTimeout(ctx, rp.PerTryTimeout)
 		}
 		req = out.WithContext(tctx)
-		if replay {
-			req.Body = io.NopCloser(bytes.NewReader(body))
-			req.ContentLength = int64(len(body))
-			if len(body) == 0 {
-				req.Body = http.NoBody
-			}
+		var body *attemptBody
+		if rec != nil {
+			body = rec.body()
+			req.Body = body
 		}
 		if n > 0 {
 			req.Header = out.Header.Clone()
@@ -407,7 +394,7 @@ func (h *Handler) attempts(ctx context.Context, out *http.Request, body []byte, 
 			x.upstream = ep
 		}
 		retry := false
-		if rp != nil && replay && n < rp.NumRetries && ctx.Err() == nil {
+		if rp != nil && (rec == nil || rec.replayable()) && n < rp.NumRetries && ctx.Err() == nil {
 			switch {
 			case err == nil:
 				retry = rp.RetriableResponse(resp.StatusCode, resp.Header)
@@ -441,6 +428,9 @@ func (h *Handler) attempts(ctx context.Context, out *http.Request, body []byte, 
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
+		if body != nil {
+			_ = body.Close() // the abandoned attempt reads no more of the request
+		}
 		cancel()
 		if rp.PreviousHosts && x.upstream != nil {
 			pick.Exclude = append(pick.Exclude, x.upstream)
@@ -471,8 +461,9 @@ func failureOf(err error, tctx context.Context) route.Failure {
 }
 
 // mirror sends a copy of the request to m's cluster and discards the answer (fire and forget,
-// bounded by the route timeout or 30 s).
-func (h *Handler) mirror(out *http.Request, body []byte, m *route.Mirror, x *exchange) {
+// bounded by 30 s). A request with a body is mirrored once the body has been read (rec), and
+// not at all when it is too large to keep.
+func (h *Handler) mirror(out *http.Request, rec *recorder, m *route.Mirror, x *exchange) {
 	ucl, ok := h.o.Clusters.Cluster(m.Cluster)
 	if !ok {
 		return
@@ -481,13 +472,21 @@ func (h *Handler) mirror(out *http.Request, body []byte, m *route.Mirror, x *exc
 	shadow := out.Clone(ctx)
 	shadow.Host = m.Host(out.Host)
 	shadow.Body = http.NoBody
-	if len(body) > 0 {
-		shadow.Body = io.NopCloser(bytes.NewReader(body))
-		shadow.ContentLength = int64(len(body))
-	}
 	sx := &exchange{start: time.Now(), in: x.in, client: x.client, cluster: m.Cluster}
 	go func() {
 		defer cancel()
+		if rec != nil {
+			select {
+			case <-rec.done:
+			case <-ctx.Done():
+				return
+			}
+			body, ok := rec.complete()
+			if !ok {
+				return // too large to keep, or failed: not mirrored
+			}
+			shadow.Body, shadow.ContentLength, sx.reqBytes = io.NopCloser(bytes.NewReader(body)), int64(len(body)), int64(len(body))
+		}
 		resp, ep, err := ucl.RoundTrip(shadow, upstream.Pick{})
 		sx.upstream = ep
 		if err != nil {
@@ -499,7 +498,6 @@ func (h *Handler) mirror(out *http.Request, body []byte, m *route.Mirror, x *exc
 			sx.respBytes, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
-		sx.reqBytes = int64(len(body))
 		h.o.Metrics.Observe(h.labels(shadow, sx), time.Since(sx.start), sx.reqBytes, sx.respBytes)
 	}()
 }
