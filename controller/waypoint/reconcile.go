@@ -271,100 +271,73 @@ func upToDate(cur, want metav1.ObjectMeta) bool {
 	return cur.Annotations[AnnotationDigest] == want.Annotations[AnnotationDigest]
 }
 
-func (r *Reconciler) ensureServiceAccount(ctx context.Context, want *corev1.ServiceAccount) error {
-	c := r.o.Kube.CoreV1().ServiceAccounts(want.Namespace)
-	cur, err := c.Get(ctx, want.Name, metav1.GetOptions{})
+// objects is the part of a client-go typed client that ensure uses.
+type objects[T any] interface {
+	Get(context.Context, string, metav1.GetOptions) (T, error)
+	Create(context.Context, T, metav1.CreateOptions) (T, error)
+	Update(context.Context, T, metav1.UpdateOptions) (T, error)
+}
+
+// ensure creates want, or updates the object in place when its digest differs: metadata merged
+// (mergeMeta), then own copies the fields the controller owns from want into a deep copy of the
+// object (the API server's defaults, cluster IPs and user-set replicas stay).
+func ensure[T any](ctx context.Context, r *Reconciler, kind string, c objects[T], want T,
+	meta func(T) *metav1.ObjectMeta, deepCopy func(T) T, own func(cur, want T)) error {
+	w := meta(want)
+	cur, err := c.Get(ctx, w.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		_, err = c.Create(ctx, want, metav1.CreateOptions{})
-		r.logWrite("created", "ServiceAccount", want.ObjectMeta, err)
+		r.logWrite("created", kind, *w, err)
 		return err
 	case err != nil:
 		return err
-	case upToDate(cur.ObjectMeta, want.ObjectMeta):
+	case upToDate(*meta(cur), *w):
 		return nil
 	}
-	cur = cur.DeepCopy()
-	if err := mergeMeta("ServiceAccount", &cur.ObjectMeta, want.ObjectMeta); err != nil {
+	cur = deepCopy(cur)
+	if err := mergeMeta(kind, meta(cur), *w); err != nil {
 		return err
 	}
+	own(cur, want)
 	_, err = c.Update(ctx, cur, metav1.UpdateOptions{})
-	r.logWrite("updated", "ServiceAccount", want.ObjectMeta, err)
+	r.logWrite("updated", kind, *w, err)
 	return err
+}
+
+func (r *Reconciler) ensureServiceAccount(ctx context.Context, want *corev1.ServiceAccount) error {
+	return ensure(ctx, r, "ServiceAccount", r.o.Kube.CoreV1().ServiceAccounts(want.Namespace), want,
+		func(o *corev1.ServiceAccount) *metav1.ObjectMeta { return &o.ObjectMeta }, (*corev1.ServiceAccount).DeepCopy,
+		func(cur, want *corev1.ServiceAccount) {})
 }
 
 func (r *Reconciler) ensureService(ctx context.Context, want *corev1.Service) error {
-	c := r.o.Kube.CoreV1().Services(want.Namespace)
-	cur, err := c.Get(ctx, want.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		_, err = c.Create(ctx, want, metav1.CreateOptions{})
-		r.logWrite("created", "Service", want.ObjectMeta, err)
-		return err
-	case err != nil:
-		return err
-	case upToDate(cur.ObjectMeta, want.ObjectMeta):
-		return nil
-	}
-	cur = cur.DeepCopy()
-	if err := mergeMeta("Service", &cur.ObjectMeta, want.ObjectMeta); err != nil {
-		return err
-	}
-	// The cluster IPs and the other defaulted fields stay.
-	cur.Spec.Type, cur.Spec.Selector, cur.Spec.Ports = want.Spec.Type, want.Spec.Selector, want.Spec.Ports
-	_, err = c.Update(ctx, cur, metav1.UpdateOptions{})
-	r.logWrite("updated", "Service", want.ObjectMeta, err)
-	return err
+	return ensure(ctx, r, "Service", r.o.Kube.CoreV1().Services(want.Namespace), want,
+		func(o *corev1.Service) *metav1.ObjectMeta { return &o.ObjectMeta }, (*corev1.Service).DeepCopy,
+		func(cur, want *corev1.Service) {
+			// The cluster IPs and the other defaulted fields stay.
+			cur.Spec.Type, cur.Spec.Selector, cur.Spec.Ports = want.Spec.Type, want.Spec.Selector, want.Spec.Ports
+		})
 }
 
 func (r *Reconciler) ensureDeployment(ctx context.Context, want *appsv1.Deployment) error {
-	c := r.o.Kube.AppsV1().Deployments(want.Namespace)
-	cur, err := c.Get(ctx, want.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		_, err = c.Create(ctx, want, metav1.CreateOptions{})
-		r.logWrite("created", "Deployment", want.ObjectMeta, err)
-		return err
-	case err != nil:
-		return err
-	case upToDate(cur.ObjectMeta, want.ObjectMeta):
-		return nil
-	}
-	cur = cur.DeepCopy()
-	if err := mergeMeta("Deployment", &cur.ObjectMeta, want.ObjectMeta); err != nil {
-		return err
-	}
-	// The replicas stay (the user's to scale); the selector is immutable and always the same.
-	cur.Spec.Template = want.Spec.Template
-	_, err = c.Update(ctx, cur, metav1.UpdateOptions{})
-	r.logWrite("updated", "Deployment", want.ObjectMeta, err)
-	return err
+	return ensure(ctx, r, "Deployment", r.o.Kube.AppsV1().Deployments(want.Namespace), want,
+		func(o *appsv1.Deployment) *metav1.ObjectMeta { return &o.ObjectMeta }, (*appsv1.Deployment).DeepCopy,
+		func(cur, want *appsv1.Deployment) {
+			// The replicas stay (the user's to scale); the selector is immutable and always the same.
+			cur.Spec.Template = want.Spec.Template
+		})
 }
 
 func (r *Reconciler) ensureConfigMap(ctx context.Context, want *corev1.ConfigMap) error {
-	c := r.o.Kube.CoreV1().ConfigMaps(want.Namespace)
-	cur, err := c.Get(ctx, want.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		_, err = c.Create(ctx, want, metav1.CreateOptions{})
-		r.logWrite("created", "ConfigMap", want.ObjectMeta, err)
-		return err
-	case err != nil:
-		return err
-	case upToDate(cur.ObjectMeta, want.ObjectMeta):
-		return nil
-	}
-	cur = cur.DeepCopy()
-	if err := mergeMeta("ConfigMap", &cur.ObjectMeta, want.ObjectMeta); err != nil {
-		return err
-	}
-	if cur.Data == nil {
-		cur.Data = map[string]string{}
-	}
-	cur.Data[api.RootCertKey] = want.Data[api.RootCertKey]
-	_, err = c.Update(ctx, cur, metav1.UpdateOptions{})
-	r.logWrite("updated", "ConfigMap", want.ObjectMeta, err)
-	return err
+	return ensure(ctx, r, "ConfigMap", r.o.Kube.CoreV1().ConfigMaps(want.Namespace), want,
+		func(o *corev1.ConfigMap) *metav1.ObjectMeta { return &o.ObjectMeta }, (*corev1.ConfigMap).DeepCopy,
+		func(cur, want *corev1.ConfigMap) {
+			if cur.Data == nil {
+				cur.Data = map[string]string{}
+			}
+			cur.Data[api.RootCertKey] = want.Data[api.RootCertKey]
+		})
 }
 
 // removeDeployment deletes the Deployment deployed for gw, if any (its listeners became
