@@ -1,14 +1,10 @@
 package envoy
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -71,65 +67,22 @@ func inputOf(t *testing.T, objs []runtime.Object) Input {
 // validate checks the package's promise: every resource passes its ValidateAll().
 func validate(t *testing.T, cfg *Config) {
 	t.Helper()
-	var all []interface{ ValidateAll() error }
 	if cfg.Listener != nil {
-		all = append(all, cfg.Listener)
+		golden.Validate(t, cfg.Listener)
 	}
-	for _, r := range cfg.Routes {
-		all = append(all, r)
-	}
-	for _, c := range cfg.Clusters {
-		all = append(all, c)
-	}
-	for _, e := range cfg.Endpoints {
-		all = append(all, e)
-	}
-	for _, r := range all {
-		if err := r.ValidateAll(); err != nil {
-			t.Errorf("invalid resource: %v", err)
-		}
-	}
+	golden.Validate(t, cfg.Routes...)
+	golden.Validate(t, cfg.Clusters...)
+	golden.Validate(t, cfg.Endpoints...)
 }
 
-// render writes cfg as indented JSON; protojson's output is normalised through encoding/json
-// so that it is stable.
 func render(t *testing.T, cfg *Config) []byte {
 	t.Helper()
-	marshal := func(m proto.Message) json.RawMessage {
-		b, err := protojson.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	var listener json.RawMessage = []byte("null")
-	if cfg.Listener != nil {
-		listener = marshal(cfg.Listener)
-	}
-	routes, clusters, endpoints := []json.RawMessage{}, []json.RawMessage{}, []json.RawMessage{}
-	for _, r := range cfg.Routes {
-		routes = append(routes, marshal(r))
-	}
-	for _, c := range cfg.Clusters {
-		clusters = append(clusters, marshal(c))
-	}
-	for _, e := range cfg.Endpoints {
-		endpoints = append(endpoints, marshal(e))
-	}
 	problems := []string{}
 	for _, p := range cfg.Problems {
 		problems = append(problems, p.Error())
 	}
-	b, err := json.Marshal(map[string]any{"listener": listener, "routes": routes, "clusters": clusters, "endpoints": endpoints, "problems": problems})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, b, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes()
+	return golden.JSON(t, map[string]any{"listener": golden.Proto(t, cfg.Listener), "routes": golden.Protos(t, cfg.Routes),
+		"clusters": golden.Protos(t, cfg.Clusters), "endpoints": golden.Protos(t, cfg.Endpoints), "problems": problems})
 }
 
 // TestMalformed feeds rules with nil parts that YAML cannot express but a client can: the

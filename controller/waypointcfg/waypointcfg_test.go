@@ -1,8 +1,6 @@
 package waypointcfg
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
 	"net/netip"
 	"slices"
@@ -12,7 +10,6 @@ import (
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -212,61 +209,28 @@ func chainRBAC(t *testing.T, cfg *Config, chain string) []*rbachttpv3.RBAC {
 	return out
 }
 
+// validate checks the package's promise: every resource passes its ValidateAll().
 func validate(t *testing.T, cfg *Config) {
 	t.Helper()
-	var all []interface{ ValidateAll() error }
 	if cfg.Listener != nil {
-		all = append(all, cfg.Listener)
+		golden.Validate(t, cfg.Listener)
 	}
-	for _, r := range cfg.Routes {
-		all = append(all, r)
-	}
-	for _, c := range cfg.Clusters {
-		all = append(all, c)
-	}
-	for _, e := range cfg.Endpoints {
-		all = append(all, e)
-	}
-	for _, r := range all {
-		if err := r.ValidateAll(); err != nil {
-			t.Errorf("invalid resource: %v", err)
-		}
-	}
+	golden.Validate(t, cfg.Routes...)
+	golden.Validate(t, cfg.Clusters...)
+	golden.Validate(t, cfg.Endpoints...)
 }
 
 func render(t *testing.T, cfg *Config) []byte {
 	t.Helper()
-	marshal := func(m proto.Message) json.RawMessage {
-		b, err := protojson.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	var listener json.RawMessage = []byte("null")
-	if cfg.Listener != nil {
-		listener = marshal(cfg.Listener)
-	}
-	routes, clusters, problems := []json.RawMessage{}, []string{}, []string{}
-	for _, r := range cfg.Routes {
-		routes = append(routes, marshal(r))
-	}
+	clusters, problems := []string{}, []string{}
 	for _, c := range cfg.Clusters {
 		clusters = append(clusters, c.Name)
 	}
 	for _, p := range cfg.Problems {
 		problems = append(problems, p.Error())
 	}
-	b, err := json.Marshal(map[string]any{"listener": listener, "routes": routes, "clusters": clusters, "problems": problems, "policyStatus": cfg.PolicyStatus})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, b, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes()
+	return golden.JSON(t, map[string]any{"listener": golden.Proto(t, cfg.Listener), "routes": golden.Protos(t, cfg.Routes),
+		"clusters": clusters, "problems": problems, "policyStatus": cfg.PolicyStatus})
 }
 
 // TestPodChainsGatewayWide checks that the chains of bound workloads carry the waypoint-wide
