@@ -87,6 +87,7 @@ type conn struct {
 	wmu     sync.Mutex
 	writers atomic.Int32 // goroutines holding or waiting for wmu
 	bw      *bufio.Writer
+	batch   *batchConn // the TCP connection, when it batches TLS records
 	henc    *hpack.Encoder
 	hbuf    bytes.Buffer
 	hdr     [9]byte
@@ -174,6 +175,7 @@ func newConn(nc net.Conn, cfg connConfig) *conn {
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.tlsState = tc.ConnectionState()
 		c.raw = tc.NetConn()
+		c.batch, _ = c.raw.(*batchConn)
 		c.local = c.raw.LocalAddr()
 		c.remote = c.raw.RemoteAddr()
 	}

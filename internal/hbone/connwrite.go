@@ -13,17 +13,28 @@ import (
 // written by writeLoop (or by the next writer), so the read loop never writes to the socket.
 
 // lockWrite takes the write lock; unlockWrite releases it, writing queued control frames first
-// and flushing when no other writer is waiting.
+// and flushing when no other writer is waiting. The TLS records written in between go to the
+// socket together, at the flush (batchConn).
 func (c *conn) lockWrite() {
 	c.writers.Add(1)
 	c.wmu.Lock()
+	if c.batch != nil {
+		c.batch.begin()
+	}
 }
 
 func (c *conn) unlockWrite() {
 	c.writeControlLocked()
-	if c.writers.Add(-1) == 0 && c.werr == nil && c.bw.Buffered() > 0 {
-		if err := c.bw.Flush(); err != nil {
-			c.setWriteErrLocked(err)
+	if c.writers.Add(-1) == 0 && c.werr == nil {
+		if c.bw.Buffered() > 0 {
+			if err := c.bw.Flush(); err != nil {
+				c.setWriteErrLocked(err)
+			}
+		}
+		if c.batch != nil {
+			if err := c.batch.end(); err != nil {
+				c.setWriteErrLocked(err)
+			}
 		}
 	}
 	c.wmu.Unlock()

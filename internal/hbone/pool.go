@@ -315,7 +315,7 @@ func (p *Pool) connect(ctx context.Context, key poolKey, req Request, onClose fu
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(raw, clientTLS(p.cfg.Certs, req.Source, req.Destination))
+	tc := tls.Client(newBatchConn(raw), clientTLS(p.cfg.Certs, req.Source, req.Destination))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
 		return nil, fmt.Errorf("tls handshake: %w", err)

@@ -223,7 +223,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	defer s.untrack(raw)
 	// The handshake and the client's preface must arrive within the handshake timeout.
 	_ = raw.SetDeadline(time.Now().Add(s.handshake))
-	tc := tls.Server(raw, s.tls)
+	tc := tls.Server(newBatchConn(raw), s.tls)
 	if err := tc.Handshake(); err != nil {
 		// Wrong trust domain, no ALPN h2, TLS 1.2...: expected from strangers.
 		s.log.Debug("TLS handshake failed", "remote", raw.RemoteAddr(), "err", err)
