@@ -14,7 +14,6 @@ import (
 	"github.com/weftmesh/weft/internal/hbone"
 	"github.com/weftmesh/weft/nodeagent/admin"
 	"github.com/weftmesh/weft/nodeagent/authz"
-	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/nodeagent/state"
 )
 
@@ -108,7 +107,7 @@ func (p *Proxy) dialApp(ctx context.Context, pod *Pod, client, dst netip.AddrPor
 		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(client.Addr().Unmap(), 0)),
 		Timeout:   5 * time.Second,
 	}
-	return podnet.Dial(ctx, pod.NetNS, d, "tcp", netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()).String())
+	return pod.ns.Dial(ctx, d, "tcp", netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()).String())
 }
 
 // authorize applies the AuthorizationPolicies of the destination workload w to a connection

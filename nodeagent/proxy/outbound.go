@@ -11,7 +11,6 @@ import (
 
 	"github.com/weftmesh/weft/internal/hbone"
 	"github.com/weftmesh/weft/nodeagent/admin"
-	"github.com/weftmesh/weft/nodeagent/podnet"
 	"github.com/weftmesh/weft/nodeagent/state"
 )
 
@@ -83,7 +82,7 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 // tunnel relays c over a new HBONE stream from pod, or resets c when the stream cannot be
 // opened.
 func (p *Proxy) tunnel(ctx context.Context, pod *Pod, req hbone.Request, conn Conn, c net.Conn) {
-	dctx, cancel := context.WithTimeout(context.WithValue(ctx, sourceNetNS{}, pod.NetNS), 10*time.Second)
+	dctx, cancel := context.WithTimeout(context.WithValue(ctx, sourceNetNS{}, pod.ns), 10*time.Second)
 	up, err := p.pool.Dial(dctx, req)
 	cancel()
 	if err != nil {
@@ -157,7 +156,7 @@ func (p *Proxy) passthrough(ctx context.Context, pod *Pod, src, dst *state.Workl
 	}
 	p.d.Metrics.Passthrough(admin.Outbound, reason)
 	d := &net.Dialer{Control: p.d.ControlAgent, Timeout: 10 * time.Second}
-	up, err := podnet.Dial(ctx, pod.NetNS, d, "tcp", orig.String())
+	up, err := pod.ns.Dial(ctx, d, "tcp", orig.String())
 	if err != nil {
 		p.failed(conn, admin.FlagConnectFailure)
 		return

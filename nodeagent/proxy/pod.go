@@ -18,6 +18,7 @@ type Pod struct {
 	UID    string
 	NetNS  string // path
 	Cookie uint64 // netns cookie, the datapath's key
+	ns     *podnet.NS
 
 	// Inbound are the 15006 listeners; the datapath steers connections into them.
 	Inbound []net.Listener
@@ -33,7 +34,11 @@ type Pod struct {
 // OpenPod opens the pod's listeners (outbound on loopback, inbound and HBONE on every address)
 // inside its namespace with lc, for IPv4 and, when ipv6 is set, IPv6; Serve starts serving them.
 func (p *Proxy) OpenPod(ctx context.Context, uid, netnsPath string, cookie uint64, lc net.ListenConfig, ipv6 bool) (*Pod, error) {
-	pod := &Pod{UID: uid, NetNS: netnsPath, Cookie: cookie}
+	ns, err := podnet.Open(netnsPath)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	pod := &Pod{UID: uid, NetNS: netnsPath, Cookie: cookie, ns: ns}
 	open := func(dst *[]net.Listener, network, addr string) error {
 		ln, err := podnet.Listen(ctx, netnsPath, lc, network, addr)
 		if err != nil {
@@ -42,7 +47,7 @@ func (p *Proxy) OpenPod(ctx context.Context, uid, netnsPath string, cookie uint6
 		*dst = append(*dst, ln)
 		return nil
 	}
-	err := errors.Join(
+	err = errors.Join(
 		open(&pod.outbound, "tcp4", fmt.Sprintf("127.0.0.1:%d", OutboundPort)),
 		open(&pod.Inbound, "tcp4", fmt.Sprintf("0.0.0.0:%d", InboundPort)),
 		open(&pod.hboneLns, "tcp4", fmt.Sprintf("0.0.0.0:%d", HBONEPort)),
@@ -56,6 +61,7 @@ func (p *Proxy) OpenPod(ctx context.Context, uid, netnsPath string, cookie uint6
 	}
 	if err != nil {
 		pod.closeListeners()
+		ns.Close()
 		return nil, err
 	}
 	return pod, nil
@@ -121,6 +127,7 @@ func (p *Proxy) StopPod(pod *Pod) {
 	}
 	pod.closeListeners()
 	pod.wg.Wait()
+	_ = pod.ns.Close() // connections still dialling fail with podnet.ErrClosed
 }
 
 func (p *Proxy) acceptLoop(ctx context.Context, pod *Pod, ln net.Listener, handle func(context.Context, *Pod, net.Conn)) {

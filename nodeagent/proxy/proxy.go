@@ -104,12 +104,12 @@ type sourceNetNS struct{}
 // dialFromSource opens the HBONE connection from inside the source pod, with the agent mark, so
 // that its source address is the pod's (NetworkPolicy keeps working) and it is not captured.
 func (p *Proxy) dialFromSource(ctx context.Context, network, addr string) (net.Conn, error) {
-	path, _ := ctx.Value(sourceNetNS{}).(string)
+	ns, _ := ctx.Value(sourceNetNS{}).(*podnet.NS)
 	d := &net.Dialer{Control: p.d.ControlAgent, Timeout: 10 * time.Second}
-	if path == "" {
+	if ns == nil {
 		return d.DialContext(ctx, network, addr)
 	}
-	return podnet.Dial(ctx, path, d, network, addr)
+	return ns.Dial(ctx, d, network, addr)
 }
 
 // pod returns the served pod of a local workload.
