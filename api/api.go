@@ -55,6 +55,10 @@ const (
 	// destination without the waypoint's L7 policies. Without it, such traffic is refused.
 	LabelWaypointFallback  = "weft.dev/waypoint-fallback"
 	WaypointFallbackDirect = "direct"
+	// AnnotationAccessLog, "true" on a waypoint Gateway, makes its waypoint write a JSON access
+	// log record per request and TCP connection to stdout. Off by default, as in Istio (whose
+	// default profile logs no access), because one record per request costs CPU.
+	AnnotationAccessLog = "weft.dev/access-log"
 )
 
 // Pod annotations that the mesh honours.

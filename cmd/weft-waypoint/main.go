@@ -40,7 +40,7 @@ func run() error {
 		readyAddr   = flag.String("ready", ":15021", "readiness endpoint (/healthz/ready)")
 		statsAddr   = flag.String("stats", ":15020", "Prometheus metrics (/metrics)")
 		adminAddr   = flag.String("admin", "127.0.0.1:15000", "admin endpoint (/config_dump; loopback only)")
-		accessLog   = flag.Bool("access-log", true, "write a JSON access log record per request to stdout")
+		accessLog   = flag.Bool("access-log", false, "write a JSON access log record per request to stdout (the controller sets it for a Gateway annotated weft.dev/access-log=true)")
 		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
 	)
 	flag.Parse()

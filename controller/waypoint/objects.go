@@ -101,6 +101,10 @@ func Deployment(gw *gatewayv1.Gateway, image, controllerAddr string) *appsv1.Dep
 	field := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
+	args := []string{"--controller=" + controllerAddr, "--gateway=" + gw.Namespace + "/" + gw.Name}
+	if gw.Annotations[api.AnnotationAccessLog] == "true" {
+		args = append(args, "--access-log")
+	}
 	d := &appsv1.Deployment{
 		ObjectMeta: objectMeta(gw),
 		Spec: appsv1.DeploymentSpec{
@@ -114,7 +118,7 @@ func Deployment(gw *gatewayv1.Gateway, image, controllerAddr string) *appsv1.Dep
 					Containers: []corev1.Container{{
 						Name:  "waypoint",
 						Image: image,
-						Args:  []string{"--controller=" + controllerAddr, "--gateway=" + gw.Namespace + "/" + gw.Name},
+						Args:  args,
 						Env: []corev1.EnvVar{
 							field("POD_NAME", "metadata.name"),
 							field("POD_NAMESPACE", "metadata.namespace"),

@@ -409,3 +409,19 @@ func TestRunReconcilesUpdates(t *testing.T) {
 		}
 	}
 }
+
+func TestDeploymentAccessLog(t *testing.T) {
+	for _, tc := range []struct {
+		annotation string
+		want       bool
+	}{{"", false}, {"true", true}, {"false", false}, {"yes", false}} {
+		gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "waypoint", Namespace: "shop"}}
+		if tc.annotation != "" {
+			gw.Annotations = map[string]string{api.AnnotationAccessLog: tc.annotation}
+		}
+		args := Deployment(gw, "example/waypoint:1", "ctl:15012").Spec.Template.Spec.Containers[0].Args
+		if got := slices.Contains(args, "--access-log"); got != tc.want {
+			t.Errorf("annotation %q: --access-log in args %q = %v, want %v", tc.annotation, args, got, tc.want)
+		}
+	}
+}

@@ -4,7 +4,8 @@
 // (otherwise the response is NACKed and the last good configuration keeps serving), terminates
 // HBONE on port 15008 and serves the admin ports: readiness on 15021 (/healthz/ready, ready
 // once a configuration is in force), Prometheus metrics on 15020 (/metrics, /stats/prometheus)
-// and the configuration in force on 15000 (/config_dump).
+// and, on 15000 (loopback only), the configuration in force (/config_dump) and Go's pprof
+// profiles (/debug/pprof/).
 package app
 
 import (
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"sync"
 	"time"
@@ -266,5 +268,10 @@ func adminMux(st *state, client *xds.Client) http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(dump)
 	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
