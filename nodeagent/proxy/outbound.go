@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -17,7 +18,9 @@ import (
 // outbound handles a connection a pod's app opened, captured to 15001.
 func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 	defer c.Close()
-	log := p.d.Logger.With("pod", pod.UID, "dir", "outbound")
+	// Built only on the paths that log: With formats its attributes at once, which cost 3 % of
+	// the agent's CPU at a high connection rate.
+	log := func() *slog.Logger { return p.d.Logger.With("pod", pod.UID, "dir", "outbound") }
 	var orig netip.AddrPort
 	var err error
 	if p.d.ConnDst != nil {
@@ -26,12 +29,12 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 		orig, err = p.d.OriginalDst(pod.Cookie, addrOf(c.RemoteAddr()))
 	}
 	if err != nil {
-		log.Warn("no original destination", "peer", c.RemoteAddr(), "err", err)
+		log().Warn("no original destination", "peer", c.RemoteAddr(), "err", err)
 		return
 	}
 	snap, src, ok := p.workload(pod)
 	if !ok {
-		log.Warn("source workload unknown", "dst", orig)
+		log().Warn("source workload unknown", "dst", orig)
 		return
 	}
 	family := orig.Addr().Unmap()
@@ -42,14 +45,14 @@ func (p *Proxy) outbound(ctx context.Context, pod *Pod, c net.Conn) {
 			return
 		}
 		if !g.FallbackDirect {
-			log.Warn("connection refused: waypoint unavailable", "waypoint", g.Name(), "dst", orig,
+			log().Warn("connection refused: waypoint unavailable", "waypoint", g.Name(), "dst", orig,
 				"reason", "the destination's traffic must traverse its waypoint, which is missing or has no ready pod; deploy it (weftctl waypoint apply) or label the namespace "+fallbackLabel+" to bypass it")
 			p.d.Metrics.Denied(admin.Outbound, admin.DenyWaypointUnavailable)
 			p.failed(Conn{Reporter: admin.ReporterSource, Source: src, SourceID: src.Identity(), Service: svc, Security: admin.SecurityMutualTLS}, admin.FlagDenied)
 			abort(c)
 			return
 		}
-		log.Debug("waypoint unavailable: going direct (fallback opted into)", "waypoint", g.Name(), "dst", orig)
+		log().Debug("waypoint unavailable: going direct (fallback opted into)", "waypoint", g.Name(), "dst", orig)
 	}
 	dst, port, svc := resolve(snap, orig)
 	if dst == nil || !dst.Enrolled() {

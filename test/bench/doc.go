@@ -4,10 +4,18 @@
 // A run (type Run) executes a list of workloads (HTTP/1.1 at fixed and maximum rates with fortio,
 // one request per connection, bulk TCP with the bulk test app) for every scenario. The first
 // scenario is the baseline, "no-mesh": plain pod→pod across the two nodes. Every later scenario
-// (Weft L4; Weft L7 through a waypoint, at the fixed rates only — Scenario.Workloads; peer meshes
-// later) is another row per workload, and every row
-// carries the ratio of its figures to the baseline row of the same run, so that runs on
-// different machines compare by ratio rather than by absolute numbers.
+// (Weft L4; Weft L7 through a waypoint, at the fixed rates only — Scenario.Workloads; the HAProxy
+// and stunnel mTLS tunnels and nginx, DeployPeers; the agents with iptables capture, IPTablesPass,
+// a second pass) is another row per workload, and every row carries the ratio of its figures to
+// the baseline row of the same run, so that runs on different machines compare by ratio rather
+// than by absolute numbers.
+//
+// The same-node pair (SameNodeScenarios) measures the path without an underlay hop: client and
+// server pods both on the client's node (Targets.SameNode), once plain ("no-mesh-same-node") and
+// once enrolled ("weft-same-node": the node's agent takes the connection and hands it to the
+// server pod itself), for a few workloads (SameNodeWorkloads). A scenario may name its own
+// baseline (Scenario.Baseline): both rows of the pair divide by "no-mesh-same-node", so that
+// weft-same-node is not flattered by comparing it with the cross-node no-mesh.
 //
 // The scenarios are interleaved to limit drift (Runner.Run): for each workload and repetition,
 // each scenario in turn is entered (Scenario.Enter; MeshSwitch enrols or unenrols the namespace

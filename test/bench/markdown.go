@@ -11,25 +11,25 @@ import (
 // per workload and scenario, the baseline first, then notes on suspect samples and failures.
 //
 // Figures are medians over the repetitions, with (min–max) when there was more than one. The two
-// ratio columns divide a row's median by the baseline row's median of the same workload: p99
-// latency (with the difference in ms) and throughput. A fixed-rate workload has no throughput
-// ratio, a bulk workload no latency ratio.
+// ratio columns divide a row's median by the median of the same workload in the row's baseline
+// (Run.BaselineOf: the run's, or the scenario's own, e.g. no-mesh-same-node for weft-same-node;
+// the text before the table names them): p99 latency (with the difference in ms) and throughput.
+// A fixed-rate workload has no throughput ratio, a bulk workload no latency ratio.
 //
-// With more than one scenario, a second table gives every ratio of the other scenarios to the
-// baseline (p50, p90, p99, p99.9 with the difference in ms, throughput). When the run accounted
-// the mesh's agents (Run.Agents), a third table gives their CPU and peak memory per row; when it
-// accounted a waypoint (Run.Waypoint), a fourth gives, per workload of the weft-l7 scenario, the
-// p99 overhead and the waypoint's CPU and memory per 1000 rps next to their targets.
+// With more than one scenario, a second table gives every ratio of the scenarios that are not a
+// baseline to their baseline (p50, p90, p99, p99.9 with the difference in ms, throughput). When the
+// run accounted the mesh's agents (Run.Agents), a third table gives their CPU and peak memory per
+// row; when it accounted a waypoint (Run.Waypoint), a fourth gives, per workload of the weft-l7
+// scenario, the p99 overhead and the waypoint's CPU and memory per 1000 rps next to their targets.
 // A scenario that does not run a workload (ScenarioResult.Workloads) has no row for it.
 func WriteMarkdown(w io.Writer, r *Run) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### weft-bench %s (%s)\n\n", r.ID, r.Mode)
 	fmt.Fprintf(&b, "Machine: %s. Tools: %s.\n\n", machine(r.Env), tools(r.Env))
 	fmt.Fprintf(&b, "Plan: %s. Figures are medians of the repetitions with (min–max); "+
-		"ratios divide by the %s row of the same workload in this run.\n\n", planText(r.Plan), r.Baseline)
+		"ratios divide by the baseline's row of the same workload in this run. Baseline: %s.\n\n", planText(r.Plan), baselinesText(r))
 
-	base := r.Scenario(r.Baseline)
-	fmt.Fprintf(&b, "| workload | scenario | p50 ms | p90 ms | p99 ms | p99.9 ms | throughput | errors | p99 vs %s | throughput vs %s |\n", r.Baseline, r.Baseline)
+	b.WriteString("| workload | scenario | p50 ms | p90 ms | p99 ms | p99.9 ms | throughput | errors | p99 vs baseline | throughput vs baseline |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	var notes []string
 	for _, wl := range r.Plan.Workloads {
@@ -42,11 +42,7 @@ func WriteMarkdown(w io.Writer, r *Run) error {
 				res = &Result{Workload: wl.ID}
 				notes = append(notes, fmt.Sprintf("%s, %s: not run", wl.ID, sc.Name))
 			}
-			var baseRes *Result
-			if base != nil {
-				baseRes = base.Result(wl.ID)
-			}
-			b.WriteString(row(wl, sc.Name, res, baseRes))
+			b.WriteString(row(wl, sc.Name, res, baselineResult(r, sc, wl.ID)))
 			for _, n := range res.Notes {
 				notes = append(notes, fmt.Sprintf("%s, %s: %s", wl.ID, sc.Name, n))
 			}
@@ -85,6 +81,35 @@ func orderScenarios(r *Run) []*ScenarioResult {
 		}
 	}
 	return out
+}
+
+// baselineResult returns the result of a workload in sc's baseline (Run.BaselineOf), or nil.
+func baselineResult(r *Run, sc *ScenarioResult, workload string) *Result {
+	b := r.Scenario(r.BaselineOf(sc))
+	if b == nil {
+		return nil
+	}
+	return b.Result(workload)
+}
+
+// isBaseline reports whether sc is its own baseline: the run's, or one such as
+// no-mesh-same-node.
+func isBaseline(r *Run, sc *ScenarioResult) bool { return r.BaselineOf(sc) == sc.Name }
+
+// baselinesText names the run's baseline and those of the scenarios with another one, e.g.
+// "no-mesh, except no-mesh-same-node for weft-same-node".
+func baselinesText(r *Run) string {
+	var other []string
+	for i := range r.Scenarios {
+		sc := &r.Scenarios[i]
+		if b := r.BaselineOf(sc); b != r.Baseline && b != sc.Name {
+			other = append(other, b+" for "+sc.Name)
+		}
+	}
+	if len(other) == 0 {
+		return r.Baseline
+	}
+	return r.Baseline + ", except " + strings.Join(other, ", ")
 }
 
 func row(w Workload, scenario string, res, base *Result) string {
@@ -252,22 +277,26 @@ func oneLine(s string) string {
 	return s
 }
 
-// writeRatioTable renders the ratios of every scenario but the baseline to the baseline.
+// writeRatioTable renders the ratios of every scenario that is not a baseline to its baseline.
 func writeRatioTable(b *strings.Builder, r *Run) {
-	base := r.Scenario(r.Baseline)
-	scenarios := orderScenarios(r)
-	if base == nil || len(scenarios) < 2 {
+	var scenarios []*ScenarioResult
+	for _, sc := range orderScenarios(r) {
+		if !isBaseline(r, sc) {
+			scenarios = append(scenarios, sc)
+		}
+	}
+	if r.Scenario(r.Baseline) == nil || len(scenarios) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\nRatios to %s (median ÷ median; latency above 1.00× and throughput below 1.00× are costs):\n\n", r.Baseline)
+	fmt.Fprintf(b, "\nRatios to the baseline, median ÷ median (latency above 1.00× and throughput below 1.00× are costs). Baseline: %s.\n\n", baselinesText(r))
 	b.WriteString("| workload | scenario | p50 | p90 | p99 | p99.9 | throughput |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|\n")
 	for _, wl := range r.Plan.Workloads {
-		baseRes := base.Result(wl.ID)
-		for _, sc := range scenarios[1:] {
+		for _, sc := range scenarios {
 			if !sc.Runs(wl.ID) {
 				continue
 			}
+			baseRes := baselineResult(r, sc, wl.ID)
 			res := sc.Result(wl.ID)
 			if res == nil {
 				res = &Result{Workload: wl.ID}
@@ -349,11 +378,11 @@ func writeWaypointTable(b *strings.Builder, r *Run) {
 	if r.Waypoint == nil || l7 == nil {
 		return
 	}
-	base := r.Scenario(r.Baseline)
+	base := r.Scenario(r.BaselineOf(l7))
 	fmt.Fprintf(b, "\n%s through the waypoint (pod %s on %s) against the targets per 1000 rps: p99 overhead ≤ %+.1f ms "+
 		"over %s, waypoint CPU ≤ %.2f vCPU, waypoint peak RSS ≤ %.0f MB (10^6 B). The waypoint is accounted as the agents are "+
 		"(its pod's cgroup, VmHWM of its process); the node agents' share of the path is in the table above.\n\n",
-		WeftL7Scenario, r.Waypoint.Pod, r.Waypoint.Node, TargetL7P99OverheadMs, r.Baseline, TargetL7VCPUPerKRPS, TargetL7RSSMBPerKRPS)
+		WeftL7Scenario, r.Waypoint.Pod, r.Waypoint.Node, TargetL7P99OverheadMs, r.BaselineOf(l7), TargetL7VCPUPerKRPS, TargetL7RSSMBPerKRPS)
 	b.WriteString("| workload | throughput | p99 ms | p99 overhead | waypoint vCPU | waypoint vCPU per 1000 rps | waypoint peak RSS MiB | waypoint peak RSS per 1000 rps | agents' vCPU per 1000 rps |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, wl := range r.Plan.Workloads {

@@ -43,10 +43,10 @@ func writePathTable(b *strings.Builder, r *Run) {
 		return
 	}
 	l4 := r.Scenario(WeftL4Scenario)
-	fmt.Fprintf(b, "\nResources of the processes on each path, so that Weft and the peers compare at equal work: %s, the node agents; "+
+	fmt.Fprintf(b, "\nResources of the processes on each path, so that Weft and the peers compare at equal work: %s and %s, the node agents; "+
 		"%s, agents and waypoint; a peer, its own pods (host-network pods on the nodes, accounted as the agents are: cgroup CPU, VmHWM). "+
 		"The idle node agents of the peer rows are not included. \"vs %s\" divides the CPU per 1000 rps (per Gbit/s) by %s's.\n\n",
-		WeftL4Scenario, WeftL7Scenario, WeftL4Scenario, WeftL4Scenario)
+		WeftL4Scenario, WeftSameNodeScenario, WeftL7Scenario, WeftL4Scenario, WeftL4Scenario)
 	b.WriteString("| workload | scenario | processes | throughput | vCPU | vCPU per 1000 rps | vCPU per Gbit/s | peak RSS MiB | CPU vs " + WeftL4Scenario + " |\n")
 	b.WriteString("|---|---|---|--:|--:|--:|--:|--:|--:|\n")
 	for _, wl := range r.Plan.Workloads {

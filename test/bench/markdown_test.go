@@ -65,6 +65,9 @@ func goldenRun(t *testing.T, name string) *Run {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if mode == Full {
+		plan.Duration = Duration(10 * time.Second) // the figures below assume 10 s
+	}
 	n := plan.Repetitions
 	started := time.Date(2026, 11, 21, 22, 40, 0, 0, time.UTC)
 	r := &Run{
@@ -79,7 +82,7 @@ func goldenRun(t *testing.T, name string) *Run {
 	}
 	target := Target{Namespace: "bench", ClientPod: "bench-client-x", ClientNode: "node-1", ServerNode: "node-2",
 		HTTPURL: "http://198.18.2.4:8080/", BulkAddr: "198.18.2.5:5001"}
-	agents := name == "two-scenarios" || name == "three-scenarios"
+	agents := name == "two-scenarios" || name == "three-scenarios" || name == "same-node"
 	// result builds the result of a workload; in the two-scenario run with the agents' figures.
 	result := func(id string, samples []Sample, cpu, rss [2]float64) Result {
 		if agents {
@@ -138,6 +141,25 @@ func goldenRun(t *testing.T, name string) *Run {
 				l7("http-3200rps", httpSamples(n, 0.500, 1.100, 2.400, 4.000, 3200, 16), 9.6, 160),
 			}})
 	}
+	if name == "same-node" {
+		// The same-node pair after weft-l4, at SameNodeWorkloads, with only node-1's agent busy.
+		same := target
+		same.ServerNode, same.HTTPURL, same.BulkAddr = "node-1", "http://198.18.1.6:8080/", "198.18.1.7:5001"
+		ids := SameNodeWorkloads(plan)
+		r.Scenarios = append(r.Scenarios, ScenarioResult{Name: NoMeshSameNodeScenario, Description: "plain pod→pod on node-1",
+			Target: same, Workloads: ids, Path: PathNone, Baseline: NoMeshSameNodeScenario, Results: []Result{
+				result("http-1000rps", httpSamples(n, 0.060, 0.090, 0.150, 0.400, 1000, 16), idle, idleRSS),
+				result("http-3200rps", httpSamples(n, 0.070, 0.110, 0.200, 0.600, 3200, 16), idle, idleRSS),
+				result("http-newconn", httpSamples(n, 0.800, 1.300, 2.400, 5.000, 15000, 15000*15), idle, idleRSS),
+				result("tcp-1stream", bulkSamples(n, 12.5), idle, idleRSS),
+			}}, ScenarioResult{Name: WeftSameNodeScenario, Description: "Weft L4 on node-1",
+			Target: same, Workloads: ids, Path: PathAgents, Baseline: NoMeshSameNodeScenario, Results: []Result{
+				result("http-1000rps", httpSamples(n, 0.090, 0.140, 0.230, 0.700, 1000, 16), [2]float64{0.6, 0.02}, [2]float64{26, 22}),
+				result("http-3200rps", httpSamples(n, 0.100, 0.180, 0.300, 0.900, 3200, 16), [2]float64{1.9, 0.02}, [2]float64{28, 22}),
+				result("http-newconn", httpSamples(n, 1.100, 1.900, 3.600, 7.000, 9000, 9000*15), [2]float64{8.5, 0.02}, [2]float64{35, 22}),
+				result("tcp-1stream", bulkSamples(n, 6.25), [2]float64{2.2, 0.02}, [2]float64{45, 22}),
+			}})
+	}
 	if name == "quick" {
 		r.Env.LoadAvg = 3.5 // busy
 	}
@@ -148,7 +170,7 @@ func goldenRun(t *testing.T, name string) *Run {
 }
 
 func TestWriteMarkdown(t *testing.T) {
-	for _, name := range []string{"no-mesh", "quick", "two-scenarios", "three-scenarios"} {
+	for _, name := range []string{"no-mesh", "quick", "two-scenarios", "three-scenarios", "same-node"} {
 		t.Run(name, func(t *testing.T) {
 			var b strings.Builder
 			if err := WriteMarkdown(&b, goldenRun(t, name)); err != nil {
@@ -184,6 +206,9 @@ func TestWriteMarkdownTable(t *testing.T) {
 		{"two-scenarios", []int{14, 7, 14}},
 		// weft-l7 runs only the 2 fixed-rate workloads: 7+7+2 rows, 2 waypoint rows.
 		{"three-scenarios", []int{16, 9, 16, 2}},
+		// no-mesh and weft-l4: 7+7 rows; the same-node pair: 3+3, weft-same-node alone in the
+		// ratio table (no-mesh-same-node is its own baseline).
+		{"same-node", []int{20, 10, 20}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,5 +294,41 @@ func TestWriteMarkdownWaypoint(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "weft-l7: not run") {
 		t.Error("workloads weft-l7 does not run are reported as not run")
+	}
+}
+
+// TestWriteMarkdownSameNode checks that the same-node rows divide by the same-node baseline and
+// that the text names it.
+func TestWriteMarkdownSameNode(t *testing.T) {
+	var b strings.Builder
+	if err := WriteMarkdown(&b, goldenRun(t, "same-node")); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	main, ratios, ok := strings.Cut(md, "\nRatios to the baseline")
+	if !ok {
+		t.Fatalf("no ratio table:\n%s", md)
+	}
+	tests := []struct {
+		name, text, want string
+	}{
+		{"intro names both baselines", main, "Baseline: no-mesh, except no-mesh-same-node for weft-same-node.\n"},
+		{"ratio table names both baselines", ratios, "Baseline: no-mesh, except no-mesh-same-node for weft-same-node.\n"},
+		// p99 0.230 against no-mesh-same-node's 0.150, not no-mesh's 0.300.
+		{"weft-same-node p99 vs its baseline", main, "| weft-same-node | 0.090 (0.085–0.099) | 0.140 (0.133–0.154) | 0.230 (0.218–0.253) | 0.700 (0.665–0.770) | 1000 (909–1053) rps | 0 | 1.53× (+0.080 ms) | — |"},
+		{"same-node baseline at 1.00×", main, "| no-mesh-same-node | 0.060 (0.057–0.066) | 0.090 (0.085–0.099) | 0.150 (0.142–0.165) | 0.400 (0.380–0.440) | 1000 (909–1053) rps | 0 | 1.00× | — |"},
+		// 6.25 Gbit/s against 12.5, not 5.07.
+		{"weft-same-node bulk vs its baseline", main, "| weft-same-node | — | — | — | — | 6.25 (5.62–6.56) Gbit/s | 0 | — | 0.50× |"},
+		{"ratio table row", ratios, "| http-newconn | weft-same-node | 1.38× (+0.300 ms) | 1.46× (+0.600 ms) | 1.50× (+1.200 ms) | 1.40× (+2.000 ms) | 0.60× |"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(tt.text, tt.want) {
+				t.Errorf("lacks %q:\n%s", tt.want, md)
+			}
+		})
+	}
+	if strings.Contains(ratios[:strings.Index(ratios, "Node agents")], "| no-mesh-same-node |") {
+		t.Errorf("ratio table has a row of no-mesh-same-node, a baseline:\n%s", ratios)
 	}
 }

@@ -21,8 +21,11 @@ import (
 // server node agent's metrics that the path is the one asked for.
 type MeshSwitch struct {
 	Cluster *harness.Cluster
-	Target  Target
-	Fortio  string // host path of fortio, for the check request
+	// Target is what the checks load: a cross-node target, whose connections the server
+	// node's agent counts as their destination (a same-node connection is counted only by its
+	// source). Enrolment is per namespace, so the checks hold for every target in it.
+	Target Target
+	Fortio string // host path of fortio, for the check request
 	// Settle is the wait after changing the label before the first check.
 	Settle time.Duration
 	// Timeout bounds the checks of one switch.

@@ -18,6 +18,12 @@ const (
 	// WeftL7Scenario is Weft's L7 path: the namespace's service traffic through its waypoint
 	// (client agent → waypoint → server agent, HBONE mTLS on both hops).
 	WeftL7Scenario = "weft-l7"
+	// NoMeshSameNodeScenario is plain pod→pod with client and server on the same node: the
+	// baseline of WeftSameNodeScenario.
+	NoMeshSameNodeScenario = "no-mesh-same-node"
+	// WeftSameNodeScenario is Weft's L4 path with client and server on the same node: the
+	// client node's agent takes the connection and hands it to the server pod, no underlay hop.
+	WeftSameNodeScenario = "weft-same-node"
 )
 
 // Run is everything one benchmark run measured. It is written as bench-<ID>.json.
@@ -29,7 +35,8 @@ type Run struct {
 	Finished time.Time `json:"finished"`
 	Env      Env       `json:"env"`
 	Plan     Plan      `json:"plan"`
-	// Baseline names the scenario that ratios are relative to.
+	// Baseline names the scenario that ratios are relative to, unless a scenario names its own
+	// (ScenarioResult.Baseline).
 	Baseline string `json:"baseline"`
 	// Agents are the mesh's node agents whose CPU and memory every repetition accounts (the
 	// Agent* metrics), empty when the run has none.
@@ -67,8 +74,10 @@ type ScenarioResult struct {
 	// Workloads are the IDs of the plan's workloads this scenario runs; empty means all.
 	Workloads []string `json:"workloads,omitempty"`
 	// Path is Scenario.Path: which processes the Path* metrics account.
-	Path    string   `json:"path,omitempty"`
-	Results []Result `json:"results"` // in the order of Plan.Workloads, those run
+	Path string `json:"path,omitempty"`
+	// Baseline is Scenario.Baseline: the scenario its ratios divide by, "" for Run.Baseline.
+	Baseline string   `json:"baseline,omitempty"`
+	Results  []Result `json:"results"` // in the order of Plan.Workloads, those run
 }
 
 // Runs reports whether the scenario runs the workload with the given ID.
@@ -84,7 +93,8 @@ type Result struct {
 	// Summary is the median, min and max of every metric over the samples.
 	Summary map[Metric]Stat `json:"summary"`
 	// Ratios is, per metric of RatioMetrics, the median of this result divided by the median of
-	// the baseline scenario's result for the same workload (1 for the baseline itself).
+	// the scenario's baseline's result for the same workload (Run.BaselineOf; 1 for the
+	// baseline itself).
 	Ratios map[Metric]float64 `json:"ratios,omitempty"`
 	// Notes flag suspect samples: errors, a fixed rate not reached, reopened connections.
 	Notes []string `json:"notes,omitempty"`
@@ -221,14 +231,28 @@ func NewResult(workload string, samples []Sample) Result {
 	return res
 }
 
-// ComputeRatios fills Result.Ratios of every scenario relative to the baseline scenario. A
-// metric gets no ratio when either side lacks it or the baseline median is zero.
+// BaselineOf returns the name of the scenario whose results sc's ratios divide by: sc.Baseline,
+// or the run's Baseline when sc has none.
+func (r *Run) BaselineOf(sc *ScenarioResult) string {
+	if sc.Baseline != "" {
+		return sc.Baseline
+	}
+	return r.Baseline
+}
+
+// ComputeRatios fills Result.Ratios of every scenario relative to its baseline scenario
+// (BaselineOf). A metric gets no ratio when either side lacks it or the baseline median is zero.
 func (r *Run) ComputeRatios() error {
-	base := r.Scenario(r.Baseline)
-	if base == nil {
+	if r.Scenario(r.Baseline) == nil {
 		return fmt.Errorf("ratios: baseline scenario %q not in run", r.Baseline)
 	}
 	for si := range r.Scenarios {
+		if b := r.BaselineOf(&r.Scenarios[si]); r.Scenario(b) == nil {
+			return fmt.Errorf("ratios: baseline scenario %q of %s not in run", b, r.Scenarios[si].Name)
+		}
+	}
+	for si := range r.Scenarios {
+		base := r.Scenario(r.BaselineOf(&r.Scenarios[si]))
 		for ri := range r.Scenarios[si].Results {
 			res := &r.Scenarios[si].Results[ri]
 			res.Ratios = nil

@@ -106,6 +106,68 @@ func TestComputeRatios(t *testing.T) {
 	}
 }
 
+// TestComputeRatiosPerScenarioBaseline checks that a scenario with its own Baseline divides by
+// that scenario, and that the others still divide by the run's.
+func TestComputeRatiosPerScenarioBaseline(t *testing.T) {
+	r := &Run{
+		Baseline: BaselineScenario,
+		Scenarios: []ScenarioResult{
+			{Name: BaselineScenario, Results: []Result{
+				NewResult("http-1000rps", []Sample{{P99: 0.4, RPS: 1000}}),
+				NewResult("tcp-1stream", []Sample{{Gbps: 5}}),
+			}},
+			{Name: WeftL4Scenario, Results: []Result{
+				NewResult("http-1000rps", []Sample{{P99: 0.6, RPS: 1000}}),
+			}},
+			{Name: NoMeshSameNodeScenario, Baseline: NoMeshSameNodeScenario, Results: []Result{
+				NewResult("http-1000rps", []Sample{{P99: 0.2, RPS: 1000}}),
+				NewResult("tcp-1stream", []Sample{{Gbps: 12}}),
+			}},
+			{Name: WeftSameNodeScenario, Baseline: NoMeshSameNodeScenario, Results: []Result{
+				NewResult("http-1000rps", []Sample{{P99: 0.3, RPS: 1000}}),
+				NewResult("tcp-1stream", []Sample{{Gbps: 6}}),
+			}},
+		},
+	}
+	if err := r.ComputeRatios(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		scenario, workload, baseline string
+		want                         map[Metric]float64
+	}{
+		{BaselineScenario, "http-1000rps", BaselineScenario, map[Metric]float64{P99: 1, RPS: 1}},
+		{WeftL4Scenario, "http-1000rps", BaselineScenario, map[Metric]float64{P99: 1.5, RPS: 1}},
+		{NoMeshSameNodeScenario, "http-1000rps", NoMeshSameNodeScenario, map[Metric]float64{P99: 1, RPS: 1}},
+		{NoMeshSameNodeScenario, "tcp-1stream", NoMeshSameNodeScenario, map[Metric]float64{Gbps: 1}},
+		// 0.3 / 0.2 and 6 / 12: against no-mesh-same-node (no-mesh would give 0.75 and 1.2).
+		{WeftSameNodeScenario, "http-1000rps", NoMeshSameNodeScenario, map[Metric]float64{P99: 1.5, RPS: 1}},
+		{WeftSameNodeScenario, "tcp-1stream", NoMeshSameNodeScenario, map[Metric]float64{Gbps: 0.5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario+"/"+tt.workload, func(t *testing.T) {
+			sc := r.Scenario(tt.scenario)
+			if got := r.BaselineOf(sc); got != tt.baseline {
+				t.Errorf("BaselineOf = %q, want %q", got, tt.baseline)
+			}
+			got := sc.Result(tt.workload).Ratios
+			if len(got) != len(tt.want) {
+				t.Fatalf("ratios %v, want %v", got, tt.want)
+			}
+			for m, v := range tt.want {
+				if !approx(got[m], v) {
+					t.Errorf("%s: %v, want %v", m, got[m], v)
+				}
+			}
+		})
+	}
+
+	r.Scenarios[3].Baseline = "missing-same-node"
+	if err := r.ComputeRatios(); err == nil || !strings.Contains(err.Error(), "missing-same-node") {
+		t.Errorf("missing per-scenario baseline: err = %v", err)
+	}
+}
+
 // TestRunJSONRoundTrip checks that the JSON file reads back into the same figures.
 func TestRunJSONRoundTrip(t *testing.T) {
 	r := goldenRun(t, "two-scenarios")

@@ -11,7 +11,8 @@ type Mode string
 
 // Modes of a run.
 const (
-	// Full is long enough for a stable p99: 15 s per load point, 3 repetitions.
+	// Full gives medians and spreads: 3 repetitions of 5 s per load point, each after a 1 s
+	// warm-up.
 	Full Mode = "full"
 	// Quick is a smoke run: the whole run including the cluster stays under 3 minutes.
 	Quick Mode = "quick"
@@ -83,12 +84,14 @@ type Plan struct {
 // NewPlan returns the plan of a mode.
 func NewPlan(mode Mode) (Plan, error) {
 	p := Plan{Mode: mode, Resolution: 0.00001, Pause: Duration(time.Second)}
-	// The durations keep a run of every scenario (no-mesh, Weft L4 and L7, the peers) under 20
-	// minutes in full mode and under 3 minutes in quick mode, cluster included.
-	single, multi := "2G", "1G"
+	// The durations keep a run of every scenario (no-mesh, Weft L4, same-node and L7, the peers,
+	// the iptables pass) and the control-plane benchmark before it (make bench) under 20 minutes
+	// in full mode and under 3 minutes in quick mode, clusters included.
+	single, multi := "1G", "256M"
 	switch mode {
 	case Full:
-		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(2*time.Second), Duration(10*time.Second), 3, "200M"
+		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(time.Second), Duration(5*time.Second), 3, "100M"
+		p.Pause = Duration(500 * time.Millisecond)
 	case Quick:
 		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(500*time.Millisecond), Duration(2*time.Second), 1, "50M"
 		p.Pause = Duration(250 * time.Millisecond)

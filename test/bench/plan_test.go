@@ -22,7 +22,7 @@ func TestNewPlan(t *testing.T) {
 	}{
 		// quick: the cluster takes about a minute, so the load must stay well under two
 		{Quick, 1, 2 * time.Second, 30 * time.Second},
-		{Full, 3, 10 * time.Second, 3 * time.Minute},
+		{Full, 3, 5 * time.Second, 2 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.mode), func(t *testing.T) {
@@ -77,10 +77,10 @@ func TestPlanLoadTime(t *testing.T) {
 		// 4 HTTP and 1 gRPC workloads × (0.5 s warm-up + 2 s + 0.25 s pause)
 		{Quick, 1, 5 * 2750 * time.Millisecond},
 		{Quick, 2, 2 * 5 * 2750 * time.Millisecond},
-		// one scenario: one 2 s warm-up per workload, 3 × 10 s, 1 s pause
-		{Full, 1, 5 * 33 * time.Second},
-		// interleaved: 2 scenarios × 3 repetitions × (2 s + 10 s + 1 s)
-		{Full, 2, 5 * 6 * 13 * time.Second},
+		// one scenario: one 1 s warm-up per workload, 3 × 5 s, 0.5 s pause
+		{Full, 1, 5 * 16500 * time.Millisecond},
+		// interleaved: 2 scenarios × 3 repetitions × (1 s + 5 s + 0.5 s)
+		{Full, 2, 5 * 6 * 6500 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		p, err := NewPlan(tt.mode)
@@ -160,6 +160,8 @@ func TestTopologyManifest(t *testing.T) {
 		{"bench-client", "node-1", "weftmesh/echo:latest"},
 		{"bench-server", "node-2", "weftmesh/echo:latest"},
 		{"bench-bulk", "node-2", "weftmesh/bulk:latest"},
+		{"bench-server-local", "node-1", "weftmesh/echo:latest"},
+		{"bench-bulk-local", "node-1", "weftmesh/bulk:latest"},
 	}
 	for _, tt := range tests {
 		d := objs["Deployment/"+tt.deploy]
@@ -184,8 +186,8 @@ func TestTopologyManifest(t *testing.T) {
 			t.Errorf("no %s", s)
 		}
 	}
-	if len(objs) != 6 {
-		t.Errorf("%d objects, want 6", len(objs))
+	if len(objs) != 8 {
+		t.Errorf("%d objects, want 8", len(objs))
 	}
 }
 

@@ -26,7 +26,7 @@ const (
 	// ResourcesPlot shows the node agents' CPU per 1000 rps (and per Gbit/s) and peak memory.
 	ResourcesPlot = "resources"
 	// ThroughputPlot shows the maximum request rate, the connection rate and the bulk throughput,
-	// each bar labelled with its ratio to the baseline.
+	// each bar labelled with its ratio to its scenario's baseline.
 	ThroughputPlot = "throughput"
 )
 
@@ -70,7 +70,7 @@ func WritePlotLinks(w io.Writer, dir string, files []PlotFile) error {
 		return nil
 	}
 	var b strings.Builder
-	b.WriteString("\nPlots (medians; the ratios divide by the baseline's median of the same workload):\n\n")
+	b.WriteString("\nPlots (medians; the ratios divide by the median of the same workload in the scenario's baseline):\n\n")
 	for _, f := range files {
 		rel, err := filepath.Rel(dir, f.Path)
 		if err != nil {
@@ -233,7 +233,7 @@ func textStyle(size vg.Length, x draw.XAlignment, y draw.YAlignment) draw.TextSt
 	return draw.TextStyle{Color: color.Black, Font: sans(size), XAlign: x, YAlign: y, Handler: plot.DefaultTextHandler}
 }
 
-// scenarioColors: the baseline grey, the others in colours that stay apart in print and for the
+// scenarioColors: the baselines grey, the others in colours that stay apart in print and for the
 // common forms of colour blindness.
 var scenarioColors = []color.Color{
 	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, // blue
@@ -244,17 +244,27 @@ var scenarioColors = []color.Color{
 	color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff}, // brown
 }
 
-var baselineColor = color.RGBA{R: 0x9e, G: 0x9e, B: 0x9e, A: 0xff}
+// baselineColor is the run's baseline's, otherBaselineColor that of a scenario that is its own
+// baseline (no-mesh-same-node).
+var (
+	baselineColor      = color.RGBA{R: 0x9e, G: 0x9e, B: 0x9e, A: 0xff}
+	otherBaselineColor = color.RGBA{R: 0x61, G: 0x61, B: 0x61, A: 0xff}
+)
 
 // newFigure starts a figure with the run's scenarios, the baseline first.
 func newFigure(r *Run, name, title, what string) *Figure {
 	f := &Figure{Name: name, Title: fmt.Sprintf("weft-bench %s (%s): %s", r.ID, r.Mode, title)}
-	for i, sc := range orderScenarios(r) {
+	colored := 0
+	for _, sc := range orderScenarios(r) {
 		f.Scenarios = append(f.Scenarios, sc.Name)
-		if sc.Name == r.Baseline {
+		switch {
+		case sc.Name == r.Baseline:
 			f.Colors = append(f.Colors, baselineColor)
-		} else {
-			f.Colors = append(f.Colors, scenarioColors[(i-1+len(scenarioColors))%len(scenarioColors)])
+		case isBaseline(r, sc):
+			f.Colors = append(f.Colors, otherBaselineColor)
+		default:
+			f.Colors = append(f.Colors, scenarioColors[colored%len(scenarioColors)])
+			colored++
 		}
 	}
 	reps := "one repetition"
@@ -370,7 +380,7 @@ func valueLabel(v float64, format string) string {
 // latencyFigure: one panel per HTTP workload with latencies, percentiles on the X axis.
 func latencyFigure(r *Run) (*Figure, error) {
 	f := newFigure(r, LatencyPlot, "latency percentiles per load point",
-		"HTTP/1.1 latency in ms from fortio's histograms; labels: value (ratio to "+r.Baseline+")")
+		"HTTP/1.1 latency in ms from fortio's histograms; labels: value (ratio to the baseline: "+baselinesText(r)+")")
 	scs := orderScenarios(r)
 	percentiles := []struct {
 		m    Metric
@@ -398,7 +408,7 @@ func latencyFigure(r *Run) (*Figure, error) {
 			for _, m := range metrics {
 				v := stat(sc, wl.ID, m)
 				label := valueLabel(v, "%.2f")
-				if rt, ok := ratio(sc, wl.ID, m); ok && sc.Name != r.Baseline && !math.IsNaN(v) {
+				if rt, ok := ratio(sc, wl.ID, m); ok && !isBaseline(r, sc) && !math.IsNaN(v) {
 					label += fmt.Sprintf("\n(%.2f×)", rt)
 				}
 				ss[i].values = append(ss[i].values, v)
@@ -482,9 +492,9 @@ func resourcesFigure(r *Run) (*Figure, error) {
 }
 
 // throughputFigure: the maximum keep-alive request rate, the connection rate and the bulk
-// throughput, each bar labelled with its ratio to the baseline.
+// throughput, each bar labelled with its ratio to its scenario's baseline.
 func throughputFigure(r *Run) (*Figure, error) {
-	f := newFigure(r, ThroughputPlot, "throughput", "labels: value and ratio to "+r.Baseline)
+	f := newFigure(r, ThroughputPlot, "throughput", "labels: value and ratio to the baseline: "+baselinesText(r))
 	scs := orderScenarios(r)
 	panels := []struct {
 		title, yLabel, format string

@@ -50,6 +50,9 @@ type Scenario struct {
 	// (Path* metrics): PathAgents (the node agents), PathWaypoint (agents and waypoint),
 	// PathPeers (the scenario's Meter, a PeerMeter); "" is PathAgents.
 	Path string
+	// Baseline names the scenario this one's ratios divide by (ScenarioResult.Baseline), e.g.
+	// the same-node no-mesh scenario for the same-node Weft one; "" is the run's Baseline.
+	Baseline string
 }
 
 // Runner runs a plan's workloads for scenarios.
@@ -61,6 +64,10 @@ type Runner struct {
 	// Meter, when set, measures every repetition (not the warm-ups), e.g. the mesh agents' CPU
 	// and memory (AgentMeter); its metrics join the repetition's sample.
 	Meter Meter
+	// Profiler, when set, profiles the mesh's processes during the first repetition of every
+	// workload of the scenarios on their path (the profiling costs CPU: such a run is for the
+	// profiles, not for the figures).
+	Profiler *Profiler
 	// Progress receives one line per repetition (nil: none).
 	Progress func(format string, args ...any)
 	Log      *slog.Logger // nil: discard
@@ -94,7 +101,7 @@ const bulkTimeout = 2 * time.Minute
 func (r *Runner) Run(ctx context.Context, scenarios ...Scenario) []ScenarioResult {
 	out := make([]ScenarioResult, len(scenarios))
 	for i, sc := range scenarios {
-		out[i] = ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target, Workloads: sc.Workloads, Path: sc.Path}
+		out[i] = ScenarioResult{Name: sc.Name, Description: sc.Description, Target: sc.Target, Workloads: sc.Workloads, Path: sc.Path, Baseline: sc.Baseline}
 	}
 	type point struct{ workload, scenario int }
 	last := point{-1, -1} // the previous measurement
@@ -166,7 +173,20 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, w Workload, rep int, 
 	if m := scenarioMeter(r.Meter, sc.Meter); m != nil {
 		stop, meterErr = m.Start()
 	}
+	var stopProfile func() error
+	if r.Profiler != nil && rep == 1 {
+		d := time.Duration(r.Plan.Duration)
+		if w.Kind == Bulk {
+			d = 0
+		}
+		stopProfile = r.Profiler.Start(ctx, sc, w, d)
+	}
 	s, err := r.once(ctx, sc.Target, w, fmt.Sprintf("%s %s %d", sc.Name, w.ID, rep))
+	if stopProfile != nil {
+		if perr := stopProfile(); perr != nil {
+			log.Warn("profiling failed", "err", perr)
+		}
+	}
 	if stop != nil {
 		var m Sample
 		if m, meterErr = stop(); meterErr == nil && err == nil {

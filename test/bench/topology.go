@@ -26,7 +26,9 @@ const (
 )
 
 // Topology places the benchmark's pods like two machines: the client pod (where the load
-// generators run) on one node, the echo server and the bulk receiver on the other.
+// generators run) on one node, the echo server and the bulk receiver on the other. A second
+// echo server and bulk receiver (bench-server-local, bench-bulk-local) run on the client's node
+// for the same-node scenarios.
 type Topology struct {
 	Namespace  string
 	ClientNode string
@@ -110,6 +112,46 @@ spec:
         ports: [{name: bulk, containerPort: {{.BulkPort}}}]
         readinessProbe: {tcpSocket: {port: bulk}, periodSeconds: 2}
 ---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench-server-local, namespace: {{.Namespace}}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bench-server-local}}
+  template:
+    metadata: {labels: {app: bench-server-local}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: {{.ClientNode}}}
+      containers:
+      - name: echo
+        image: weftmesh/echo:latest
+        env:
+        - {name: NAME, value: bench-server-local}
+        - {name: PORT, value: "{{.EchoPort}}"}
+        - {name: GRPC_PORT, value: "{{.GRPCPort}}"}
+        - {name: LOG_LEVEL, value: warn}
+        ports: [{name: http, containerPort: {{.EchoPort}}}, {name: grpc, containerPort: {{.GRPCPort}}}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bench-bulk-local, namespace: {{.Namespace}}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: bench-bulk-local}}
+  template:
+    metadata: {labels: {app: bench-bulk-local}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: {{.ClientNode}}}
+      containers:
+      - name: bulk
+        image: weftmesh/bulk:latest
+        args: [recv, -listen, ":{{.BulkPort}}"]
+        env:
+        - {name: BULK_LOG_LEVEL, value: warn}
+        ports: [{name: bulk, containerPort: {{.BulkPort}}}]
+        readinessProbe: {tcpSocket: {port: bulk}, periodSeconds: 2}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: bench-server, namespace: {{.Namespace}}}
@@ -125,8 +167,9 @@ spec:
   ports: [{name: tcp-bulk, port: {{.BulkPort}}, targetPort: bulk}]
 `))
 
-// Manifest returns the namespace, the three Deployments (bench-client, bench-server,
-// bench-bulk) and Services for bench-server and bench-bulk, which later scenarios may target.
+// Manifest returns the namespace, the five Deployments (bench-client; bench-server and
+// bench-bulk on the server node; bench-server-local and bench-bulk-local on the client node)
+// and Services for bench-server and bench-bulk, which later scenarios may target.
 func (t Topology) Manifest() ([]byte, error) {
 	var labels []string
 	for _, k := range slices.Sorted(maps.Keys(t.NamespaceLabels)) {
@@ -146,53 +189,71 @@ func (t Topology) Manifest() ([]byte, error) {
 // deployWait bounds the wait for the benchmark's pods.
 const deployWait = 2 * time.Minute
 
-// Deploy applies the manifest to c, waits until every pod is Ready on its node and the server
-// answers from the client pod, and returns the pod→pod target (pod IPs, no Service).
-func (t Topology) Deploy(ctx context.Context, c *harness.Cluster, fortio string) (Target, error) {
+// Targets are the pod→pod targets of a deployed Topology (pod IPs, no Service).
+type Targets struct {
+	// CrossNode loads bench-server and bench-bulk on the server node.
+	CrossNode Target
+	// SameNode loads bench-server-local and bench-bulk-local on the client's node; it has no
+	// gRPC address.
+	SameNode Target
+}
+
+// Deploy applies the manifest to c, waits until every pod is Ready on its node and both echo
+// servers answer from the client pod, and returns the cross-node and same-node targets.
+func (t Topology) Deploy(ctx context.Context, c *harness.Cluster, fortio string) (Targets, error) {
 	m, err := t.Manifest()
 	if err != nil {
-		return Target{}, err
+		return Targets{}, err
 	}
 	if err := c.Apply(ctx, t.Namespace, m); err != nil {
-		return Target{}, fmt.Errorf("deploy: %w", err)
+		return Targets{}, fmt.Errorf("deploy: %w", err)
 	}
 	pods := map[string]*corev1.Pod{}
 	for _, d := range []struct{ name, node string }{
 		{"bench-client", t.ClientNode}, {"bench-server", t.ServerNode}, {"bench-bulk", t.ServerNode},
+		{"bench-server-local", t.ClientNode}, {"bench-bulk-local", t.ClientNode},
 	} {
 		if err := c.WaitDeploymentReady(ctx, t.Namespace, d.name, deployWait); err != nil {
-			return Target{}, fmt.Errorf("deploy: %w", err)
+			return Targets{}, fmt.Errorf("deploy: %w", err)
 		}
 		p, err := readyPod(ctx, c, t.Namespace, d.name)
 		if err != nil {
-			return Target{}, fmt.Errorf("deploy: %w", err)
+			return Targets{}, fmt.Errorf("deploy: %w", err)
 		}
 		if p.Spec.NodeName != d.node {
-			return Target{}, fmt.Errorf("deploy: pod %s is on %s, want %s", p.Name, p.Spec.NodeName, d.node)
+			return Targets{}, fmt.Errorf("deploy: pod %s is on %s, want %s", p.Name, p.Spec.NodeName, d.node)
 		}
 		pods[d.name] = p
 	}
-	tg := Target{
+	ip := func(name string) string { return pods[name].Status.PodIP }
+	cross := Target{
 		Namespace:  t.Namespace,
 		ClientPod:  pods["bench-client"].Name,
 		ClientNode: t.ClientNode,
 		ServerNode: t.ServerNode,
-		HTTPURL:    fmt.Sprintf("http://%s/", net.JoinHostPort(pods["bench-server"].Status.PodIP, fmt.Sprint(EchoPort))),
-		BulkAddr:   net.JoinHostPort(pods["bench-bulk"].Status.PodIP, fmt.Sprint(BulkPort)),
-		GRPCAddr:   net.JoinHostPort(pods["bench-server"].Status.PodIP, fmt.Sprint(GRPCPort)),
+		HTTPURL:    fmt.Sprintf("http://%s/", net.JoinHostPort(ip("bench-server"), fmt.Sprint(EchoPort))),
+		BulkAddr:   net.JoinHostPort(ip("bench-bulk"), fmt.Sprint(BulkPort)),
+		GRPCAddr:   net.JoinHostPort(ip("bench-server"), fmt.Sprint(GRPCPort)),
 	}
-	err = harness.WaitFor(ctx, 30*time.Second, "server reachable from "+tg.ClientPod, func(ctx context.Context) (bool, error) {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if _, err := c.Exec(cctx, tg.Namespace, tg.ClientPod, fortio, "curl", "-loglevel", "Warning", tg.HTTPURL); err != nil {
-			return false, err
+	same := cross
+	same.ServerNode = t.ClientNode
+	same.HTTPURL = fmt.Sprintf("http://%s/", net.JoinHostPort(ip("bench-server-local"), fmt.Sprint(EchoPort)))
+	same.BulkAddr = net.JoinHostPort(ip("bench-bulk-local"), fmt.Sprint(BulkPort))
+	same.GRPCAddr = ""
+	for _, tg := range []Target{cross, same} {
+		err = harness.WaitFor(ctx, 30*time.Second, tg.HTTPURL+" reachable from "+tg.ClientPod, func(ctx context.Context) (bool, error) {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := c.Exec(cctx, tg.Namespace, tg.ClientPod, fortio, "curl", "-loglevel", "Warning", tg.HTTPURL); err != nil {
+				return false, err
+			}
+			return true, nil
+		})
+		if err != nil {
+			return Targets{}, fmt.Errorf("deploy: %w", err)
 		}
-		return true, nil
-	})
-	if err != nil {
-		return Target{}, fmt.Errorf("deploy: %w", err)
 	}
-	return tg, nil
+	return Targets{CrossNode: cross, SameNode: same}, nil
 }
 
 // readyPod returns the one Running pod of a Deployment (label app=name) that has an IP.

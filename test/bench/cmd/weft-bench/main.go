@@ -1,29 +1,31 @@
-// Command weft-bench measures Weft's data path in a fresh two-node harness cluster and writes
-// the results (make bench).
+// Command weft-bench measures Weft's data path against the no-mesh limit and peers, in a fresh
+// two-node harness cluster, and writes the results (make bench).
 //
 // Usage:
 //
-//	weft-bench [-quick] [-out DIR] [-timeout D] [-tune-client=false]
+//	weft-bench [-quick] [-out DIR] [-timeout D] [-tune-client=false] [-scale FILE|none]
+//	           [-scenarios a,b] [-duration D] [-profile DIR]
 //	weft-bench -plot bench-results/bench-<time>.json [-out DIR]
 //
-// It starts the cluster (printing the harness's progress lines), deploys the benchmark pods
-// (client on node-1; echo server and bulk receiver on node-2), installs Weft's node agents, runs
-// every workload of the plan for three scenarios, and writes DIR/bench-<UTC time>.json (the
-// bench.Run), the plots DIR/bench-<UTC time>-{latency,resources,throughput}.svg and
-// DIR/bench-<UTC time>.md (the Markdown tables with links to the plots, also printed on stdout). The
-// scenarios are no-mesh (plain pod→pod across the nodes, namespace not enrolled), weft-l4 (the
-// namespace enrolled: eBPF capture, HBONE mTLS between the node agents) and weft-l7 (the
-// namespace also labelled istio.io/use-waypoint: the server's Service VIP through the
-// namespace's waypoint, deployed from a Gateway of class istio-waypoint; only the fixed-rate
-// HTTP workloads). They are interleaved: for every workload and repetition, no-mesh, weft-l4,
-// then weft-l7, switching by the namespace labels and checking the path after each switch.
-// Every repetition also records the agents' and the waypoint's CPU time and peak memory, from
-// their cgroups and /proc. If the waypoint cannot be deployed, the run goes on without weft-l7
-// and exits 1.
+// It starts the cluster, deploys the benchmark pods (the client on node-1; an echo server and a
+// bulk receiver on node-2, and another pair on node-1 for the same-node scenarios), installs
+// Weft, and runs the plan's workloads (package bench) for these scenarios, interleaved per
+// repetition: no-mesh, weft-l4, no-mesh-same-node, weft-same-node, weft-l7 (through the
+// namespace's waypoint), haproxy-mtls, stunnel-mtls and nginx-l7; then weft-iptables (the agents
+// restarted with --capture=iptables) in a second pass. It writes DIR/bench-<UTC time>.json (the
+// bench.Run), the plots DIR/bench-<UTC time>-*.svg and DIR/bench-<UTC time>.md (the Markdown
+// tables, also printed on stdout), with the control-plane figures of the newest
+// DIR/scale-*.json (weft-scale). Every repetition records the CPU time and peak memory of the
+// processes on the path: agents, waypoint, peers.
 //
-// -quick runs each HTTP load point once for 5 s after a 1 s warm-up, with smaller bulk
-// transfers: the whole run, cluster included, takes under 3 minutes. The default full mode runs
-// each load point 3 times for 15 s, each after a 5 s warm-up on the path just switched to.
+// -quick runs each load point once, briefly: the whole run, cluster included, takes under 3
+// minutes. The default full mode runs each load point 3 times, each after a warm-up on the path
+// just entered (see bench.NewPlan).
+//
+// -scenarios runs only the named scenarios (and their baselines), e.g. for a before/after
+// comparison of one change; -duration sets the length of an HTTP repetition; -profile writes
+// pprof CPU and allocation profiles of the agents and the waypoint, taken during the first
+// repetition of every workload.
 //
 // -plot renders the plots of an existing result file instead, next to it (or into -out when
 // given), and prints their Markdown image links; it needs neither root nor a cluster.
@@ -40,14 +42,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftmesh/weft/test/bench"
 	"github.com/weftmesh/weft/test/harness"
@@ -55,7 +61,8 @@ import (
 )
 
 const (
-	// meshSettle is the wait after writing the agents' configuration: they poll it every 200 ms.
+	// meshSettle is the wait after a label change before the path is checked: the controller
+	// translates and pushes the change to the agents.
 	meshSettle = 500 * time.Millisecond
 	// meshSwitchTimeout bounds the check that a switch took effect.
 	meshSwitchTimeout = 15 * time.Second
@@ -71,6 +78,12 @@ type config struct {
 	// scale is the weft-scale result whose control-plane figures join the report: a file, ""
 	// for the newest scale-*.json in outDir, "none" for none.
 	scale string
+	// duration overrides the plan's duration of an HTTP repetition (0: the mode's).
+	duration time.Duration
+	// scenarios are the scenarios to run (nil: all); their baselines always run.
+	scenarios map[string]bool
+	// profile is the directory for pprof profiles of the mesh's processes, "" for none.
+	profile string
 }
 
 func main() {
@@ -101,11 +114,14 @@ func main() {
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("weft-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quick := fs.Bool("quick", false, "short run (under 3 minutes with the cluster): 1 × 5 s per load point")
+	quick := fs.Bool("quick", false, "short run (under 3 minutes with the cluster): 1 × 2 s per load point")
 	out := fs.String("out", "bench-results", "directory for bench-<time>.json, .md and the -*.svg plots (with -plot: default the result file's directory)")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 6m with -quick, 30m otherwise)")
 	tune := fs.Bool("tune-client", true, "widen the ephemeral port range and reuse TIME_WAIT sockets in the client pod")
 	scaleFile := fs.String("scale", "", "weft-scale result whose control-plane figures join the report (default: the newest scale-*.json in -out; none: leave them out)")
+	profile := fs.String("profile", "", "write CPU and allocation profiles of the agents and the waypoint, taken during the first repetition of every workload, to `DIR` (costs CPU: not for the figures)")
+	duration := fs.Duration("duration", 0, "length of one HTTP repetition instead of the mode's (e.g. -quick -duration 10s -profile DIR for profiles of 10 s)")
+	only := fs.String("scenarios", "", "comma-separated scenarios to run instead of all, e.g. weft-l4,weft-l7 (their baselines always run)")
 	plotFile := fs.String("plot", "", "render the plots of an existing `bench-<time>.json` and exit (no run, no root needed)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -113,7 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune, plot: *plotFile, scale: *scaleFile}
+	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune, plot: *plotFile, scale: *scaleFile, profile: *profile, duration: *duration}
 	if cfg.plot != "" {
 		outSet := false
 		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
@@ -125,6 +141,19 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if *quick {
 		cfg.mode = bench.Quick
 	}
+	if *only != "" {
+		cfg.scenarios = map[string]bool{bench.BaselineScenario: true}
+		for name := range strings.SplitSeq(*only, ",") {
+			name = strings.TrimSpace(name)
+			if !slices.Contains(allScenarios, name) {
+				return config{}, fmt.Errorf("-scenarios: unknown scenario %q; known: %s", name, strings.Join(allScenarios, ", "))
+			}
+			cfg.scenarios[name] = true
+			if name == bench.WeftSameNodeScenario {
+				cfg.scenarios[bench.NoMeshSameNodeScenario] = true
+			}
+		}
+	}
 	if cfg.timeout == 0 {
 		cfg.timeout = 30 * time.Minute
 		if *quick {
@@ -134,10 +163,20 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	return cfg, nil
 }
 
+// allScenarios are the scenarios of a run, in run order.
+var allScenarios = []string{bench.BaselineScenario, bench.WeftL4Scenario, bench.NoMeshSameNodeScenario, bench.WeftSameNodeScenario,
+	bench.WeftL7Scenario, bench.HAProxyScenario, bench.StunnelScenario, bench.NginxScenario, bench.WeftIPTablesScenario}
+
+// runs reports whether the run includes the scenario name.
+func (c config) runs(name string) bool { return c.scenarios == nil || c.scenarios[name] }
+
 func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger) (err error) {
 	plan, err := bench.NewPlan(cfg.mode)
 	if err != nil {
 		return err
+	}
+	if cfg.duration > 0 {
+		plan.Duration = bench.Duration(cfg.duration)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
@@ -148,9 +187,14 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	started := time.Now().UTC()
 	progress := harness.NewProgress(stdout)
 	tunnels := plan.IDs(func(w bench.Workload) bool { return w.Kind != bench.GRPC })
-	progress.Step("weft-bench %s mode: %d workloads, 6 scenarios interleaved (%s and %s only at the fixed rates, no gRPC through the peers), load ≈ %s",
-		cfg.mode, len(plan.Workloads), bench.WeftL7Scenario, bench.NginxScenario,
-		plan.LoadTimeOf(nil, nil, plan.FixedRate(), tunnels, tunnels, plan.FixedRateHTTP()))
+	sameNode := bench.SameNodeWorkloads(plan)
+	if cfg.scenarios == nil {
+		progress.Step("weft-bench %s mode: %d workloads, %d scenarios interleaved (%s and %s only at the fixed rates, the same-node pair at %d workloads, no gRPC through the peers), load ≈ %s",
+			cfg.mode, len(plan.Workloads), len(allScenarios), bench.WeftL7Scenario, bench.NginxScenario, len(sameNode),
+			plan.LoadTimeOf(nil, nil, sameNode, sameNode, plan.FixedRate(), tunnels, tunnels, plan.FixedRateHTTP(), nil))
+	} else {
+		progress.Step("weft-bench %s mode: %d workloads, only the scenarios %v", cfg.mode, len(plan.Workloads), slices.Sorted(maps.Keys(cfg.scenarios)))
+	}
 	r := &bench.Run{
 		Schema:   bench.SchemaVersion,
 		ID:       started.Format("20060102-150405"),
@@ -190,12 +234,14 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	if err != nil {
 		return err
 	}
-	progress.Step("deploying the benchmark pods: client on node-1, echo server and bulk receiver on node-2")
-	target, err := bench.NewTopology("bench").Deploy(ctx, c, fortio)
+	progress.Step("deploying the benchmark pods: client on node-1, echo server and bulk receiver on node-2 and on node-1")
+	targets, err := bench.NewTopology("bench").Deploy(ctx, c, fortio)
 	if err != nil {
 		return err
 	}
-	progress.Step("client %s → server %s, bulk %s", target.ClientPod, target.HTTPURL, target.BulkAddr)
+	target := targets.CrossNode
+	progress.Step("client %s → server %s, bulk %s; same node: server %s, bulk %s", target.ClientPod, target.HTTPURL, target.BulkAddr,
+		targets.SameNode.HTTPURL, targets.SameNode.BulkAddr)
 	if cfg.tuneClient {
 		if err := bench.TuneClient(ctx, c, target); err != nil {
 			return err
@@ -227,28 +273,35 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 		Enter:  sw.Enroll,
 		Path:   bench.PathAgents,
 	}}
+	scenarios = append(scenarios, bench.SameNodeScenarios(targets.SameNode, plan, sw)...)
+	scenarios = slices.DeleteFunc(scenarios, func(sc bench.Scenario) bool { return !cfg.runs(sc.Name) })
 	var meter bench.Meter = &bench.AgentMeter{Agents: agents}
-	l7, l7Err := l7Scenario(ctx, c, target, plan, sw, progress)
-	if l7Err != nil {
-		progress.Step("!!! no %s rows: %v", bench.WeftL7Scenario, l7Err)
-	} else {
-		wp := l7.waypoint
-		r.Waypoint = &wp
-		scenarios = append(scenarios, l7.scenario)
-		meter = bench.Meters{meter, &bench.WaypointMeter{Waypoint: wp}}
-	}
+	var l7Err, peerErr, iptErr error
 	nginxNode := target.ClientNode
-	if l7Err == nil {
-		nginxNode = l7.waypoint.Node // the same hop as the waypoint's
+	if cfg.runs(bench.WeftL7Scenario) {
+		var l7 l7
+		if l7, l7Err = l7Scenario(ctx, c, target, plan, sw, progress); l7Err != nil {
+			progress.Step("!!! no %s rows: %v", bench.WeftL7Scenario, l7Err)
+		} else {
+			wp := l7.waypoint
+			r.Waypoint = &wp
+			scenarios = append(scenarios, l7.scenario)
+			meter = bench.Meters{meter, &bench.WaypointMeter{Waypoint: wp}}
+			nginxNode = l7.waypoint.Node // the same hop as the waypoint's
+		}
 	}
-	progress.Step("deploying the peers in namespace %s: HAProxy and stunnel mTLS tunnels %s → %s, nginx on %s", bench.PeersNamespace, target.ClientNode, target.ServerNode, nginxNode)
-	peers, peerErr := bench.DeployPeers(ctx, c, target, plan, nginxNode, sw.Unenroll, fortio)
-	if peerErr != nil {
-		progress.Step("!!! missing peer rows: %v", peerErr)
-	}
-	for _, p := range peers {
-		scenarios = append(scenarios, p.Scenario)
-		r.Peers = append(r.Peers, bench.PeerPods{Scenario: p.Scenario.Name, Pods: p.Pods})
+	if cfg.runs(bench.HAProxyScenario) || cfg.runs(bench.StunnelScenario) || cfg.runs(bench.NginxScenario) {
+		progress.Step("deploying the peers in namespace %s: HAProxy and stunnel mTLS tunnels %s → %s, nginx on %s", bench.PeersNamespace, target.ClientNode, target.ServerNode, nginxNode)
+		var peers []bench.Peer
+		if peers, peerErr = bench.DeployPeers(ctx, c, target, plan, nginxNode, sw.Unenroll, fortio); peerErr != nil {
+			progress.Step("!!! missing peer rows: %v", peerErr)
+		}
+		for _, p := range peers {
+			if cfg.runs(p.Scenario.Name) {
+				scenarios = append(scenarios, p.Scenario)
+				r.Peers = append(r.Peers, bench.PeerPods{Scenario: p.Scenario.Name, Pods: p.Pods})
+			}
+		}
 	}
 	names := make([]string, len(scenarios))
 	for i, sc := range scenarios {
@@ -257,15 +310,24 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	progress.Step("scenarios %s, interleaved per repetition; agents' (and the waypoint's) CPU and memory from their cgroups", strings.Join(names, ", "))
 	runner := &bench.Runner{Exec: c, Fortio: fortio, Bulk: bulk, Plan: plan, Meter: meter,
 		Progress: progress.Step, Log: logger}
+	if cfg.profile != "" {
+		runner.Profiler, err = profiler(ctx, c, cfg.profile, agents, r.Waypoint)
+		if err != nil {
+			return err
+		}
+		progress.Step("profiling the agents and the waypoint into %s", cfg.profile)
+	}
 	r.Scenarios = runner.Run(ctx, scenarios...)
-	// weft-iptables needs the node agents restarted with another capture mode: a second pass.
-	progress.Step("%s: restarting the node agents with --capture=iptables, then every workload in a second pass (not interleaved)", bench.WeftIPTablesScenario)
-	ipt, iptAgents, iptErr := bench.IPTablesPass(ctx, c, *runner, sw)
-	if iptErr != nil {
-		progress.Step("!!! no %s rows: %v", bench.WeftIPTablesScenario, iptErr)
-	} else {
-		progress.Step("%s measured with agents %v", bench.WeftIPTablesScenario, iptAgents)
-		r.Scenarios = append(r.Scenarios, ipt)
+	if cfg.runs(bench.WeftIPTablesScenario) {
+		// weft-iptables needs the node agents restarted with another capture mode: a second pass.
+		progress.Step("%s: restarting the node agents with --capture=iptables, then every workload in a second pass (not interleaved)", bench.WeftIPTablesScenario)
+		ipt, iptAgents, err := bench.IPTablesPass(ctx, c, *runner, sw)
+		if iptErr = err; err != nil {
+			progress.Step("!!! no %s rows: %v", bench.WeftIPTablesScenario, err)
+		} else {
+			progress.Step("%s measured with agents %v", bench.WeftIPTablesScenario, iptAgents)
+			r.Scenarios = append(r.Scenarios, ipt)
+		}
 	}
 	r.Finished = time.Now().UTC()
 	r.Env.FortioVersion = runner.FortioVersion()
@@ -305,6 +367,34 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	return errors.Join(iptErr, ctx.Err())
 }
 
+// profiler returns the Profiler of the node agents and, when there is one, the waypoint: their
+// admin endpoints on loopback in their network namespaces.
+func profiler(ctx context.Context, c *harness.Cluster, dir string, agents []bench.Agent, waypoint *bench.Agent) (*bench.Profiler, error) {
+	p := &bench.Profiler{Dir: dir}
+	for _, a := range agents {
+		n := c.Node(a.Node)
+		if n == nil {
+			return nil, fmt.Errorf("profile: no node %s", a.Node)
+		}
+		p.Targets = append(p.Targets, bench.ProfileTarget{Name: "agent@" + a.Node, Paths: []string{bench.PathAgents, bench.PathWaypoint},
+			BaseURL: "http://127.0.0.1:15000", Dial: n.NetNS.DialContext})
+	}
+	if waypoint != nil {
+		ns, name, _ := strings.Cut(waypoint.Pod, "/")
+		pod, err := c.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("profile: waypoint: %w", err)
+		}
+		netns, err := c.PodNetNS(pod)
+		if err != nil {
+			return nil, fmt.Errorf("profile: waypoint: %w", err)
+		}
+		p.Targets = append(p.Targets, bench.ProfileTarget{Name: "waypoint", Paths: []string{bench.PathWaypoint},
+			BaseURL: "http://127.0.0.1:15000", Dial: netns.DialContext})
+	}
+	return p, nil
+}
+
 // l7 is the weft-l7 scenario and the waypoint it goes through.
 type l7 struct {
 	scenario bench.Scenario
@@ -337,7 +427,7 @@ func l7Scenario(ctx context.Context, c *harness.Cluster, target bench.Target, pl
 		Description: fmt.Sprintf("Weft L7: namespace labelled istio.io/dataplane-mode=ambient and istio.io/use-waypoint=%s; the client loads "+
 			"Service bench-server's VIP (%s); node-1's agent carries each connection over HBONE (mutual TLS 1.3) to the waypoint %s on %s, "+
 			"which terminates it, parses HTTP/1.1, routes the request and sends it over HBONE to node-2's agent in the server pod; "+
-			"only the fixed-rate HTTP workloads", bench.WaypointName, url, wp.Pod, wp.Node),
+			"only the fixed-rate workloads (HTTP and gRPC)", bench.WaypointName, url, wp.Pod, wp.Node),
 		Target:    t,
 		Enter:     sw.EnrollWaypoint(t),
 		Workloads: plan.FixedRate(),

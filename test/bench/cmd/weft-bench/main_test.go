@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,9 @@ func TestParseFlags(t *testing.T) {
 		{"explicit", []string{"-quick", "-out", "/tmp/b", "-timeout", "2m", "-tune-client=false"}, config{mode: bench.Quick, outDir: "/tmp/b", timeout: 2 * time.Minute}, false},
 		{"plot", []string{"-plot", "bench-results/bench-1.json"}, config{mode: bench.Full, outDir: "bench-results", tuneClient: true, plot: "bench-results/bench-1.json"}, false},
 		{"plot elsewhere", []string{"-plot", "r/bench-1.json", "-out", "/tmp/p"}, config{mode: bench.Full, outDir: "/tmp/p", tuneClient: true, plot: "r/bench-1.json"}, false},
+		{"profile", []string{"-quick", "-duration", "8s", "-profile", "/tmp/prof", "-scenarios", "weft-l4, weft-same-node"}, config{mode: bench.Quick, outDir: "bench-results", timeout: 6 * time.Minute, tuneClient: true,
+			duration: 8 * time.Second, profile: "/tmp/prof", scenarios: map[string]bool{"no-mesh": true, "weft-l4": true, "no-mesh-same-node": true, "weft-same-node": true}}, false},
+		{"unknown scenario", []string{"-scenarios", "weft-l5"}, config{}, true},
 		{"stray argument", []string{"-quick", "now"}, config{}, true},
 		{"unknown flag", []string{"-fast"}, config{}, true},
 	}
@@ -32,7 +36,7 @@ func TestParseFlags(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("config %+v, want %+v", got, tt.want)
 			}
 		})

@@ -1,5 +1,5 @@
 // Command weft-scale measures Weft's controller against a large simulated cluster and writes
-// the results (make bench runs it after weft-bench).
+// the results (make bench runs it before weft-bench, whose report includes its figures).
 //
 // Usage:
 //
