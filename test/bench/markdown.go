@@ -266,6 +266,9 @@ func planText(p Plan) string {
 		s += fmt.Sprintf("; each bulk load point: %s per stream warm-up, then %d %s of %s",
 			p.WarmupBytes, p.Repetitions, transfers, strings.Join(bulk, " / "))
 	}
+	if p.LoadCPUs != "" {
+		s += "; load generators pinned to CPUs " + p.LoadCPUs
+	}
 	return s
 }
 

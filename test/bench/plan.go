@@ -79,6 +79,9 @@ type Plan struct {
 	// Resolution is fortio's histogram resolution (-r) in seconds.
 	Resolution float64    `json:"resolution"`
 	Workloads  []Workload `json:"workloads"`
+	// LoadCPUs, when set, is the CPU list (taskset -c syntax, e.g. "0") the load generators are
+	// pinned to, so that they do not share CPUs with the paths they measure.
+	LoadCPUs string `json:"loadCPUs,omitempty"`
 }
 
 // NewPlan returns the plan of a mode.

@@ -248,7 +248,7 @@ func (r *Runner) fortio(ctx context.Context, t Target, w Workload, d time.Durati
 	}
 	ctx, cancel := context.WithTimeout(ctx, d+execSlack)
 	defer cancel()
-	out, err := r.Exec.Exec(ctx, t.Namespace, t.ClientPod, argv...)
+	out, err := r.Exec.Exec(ctx, t.Namespace, t.ClientPod, r.pinned(argv)...)
 	if err != nil {
 		return nil, fmt.Errorf("fortio: %w", err)
 	}
@@ -266,7 +266,7 @@ func (r *Runner) bulk(ctx context.Context, t Target, w Workload) (Sample, error)
 	argv := BulkArgs(r.Bulk, t, w)
 	ctx, cancel := context.WithTimeout(ctx, bulkTimeout+execSlack)
 	defer cancel()
-	out, err := r.Exec.Exec(ctx, t.Namespace, t.ClientPod, argv...)
+	out, err := r.Exec.Exec(ctx, t.Namespace, t.ClientPod, r.pinned(argv)...)
 	if err != nil {
 		return nil, fmt.Errorf("bulk: %w", err)
 	}
@@ -275,6 +275,17 @@ func (r *Runner) bulk(ctx context.Context, t Target, w Workload) (Sample, error)
 		return nil, err
 	}
 	return BulkSample(rep), nil
+}
+
+// taskset is util-linux's taskset, which every Debian system has.
+const taskset = "/usr/bin/taskset"
+
+// pinned prefixes argv with taskset when the plan pins the load generators.
+func (r *Runner) pinned(argv []string) []string {
+	if r.Plan.LoadCPUs == "" {
+		return argv
+	}
+	return append([]string{taskset, "-c", r.Plan.LoadCPUs}, argv...)
 }
 
 // FortioArgs returns the fortio command line of an HTTP or gRPC workload: JSON result on

@@ -33,6 +33,9 @@ func (f *fakeExec) Exec(ctx context.Context, ns, pod string, argv ...string) ([]
 			return []byte("boom"), err
 		}
 	}
+	if argv[0] == taskset { // pinned: taskset -c LIST argv...
+		argv = argv[3:]
+	}
 	switch argv[0] {
 	case "/bin/fortio":
 		return append([]byte(`{"ts":1,"level":"info","msg":"Starting"}`+"\n"), f.fortio...), nil
@@ -457,5 +460,27 @@ func TestRunnerEnterAndMeterFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRunnerPinsLoad(t *testing.T) {
+	plan, err := NewPlan(Quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cpus := range []string{"", "0"} {
+		plan.LoadCPUs = cpus
+		fe := &fakeExec{fortio: readTestdata(t, "fortio-1.75-keepalive.json"), bulk: []byte(bulkReport)}
+		r := &Runner{Exec: fe, Fortio: "/bin/fortio", Bulk: "/bin/bulk", Plan: plan}
+		r.Run(context.Background(), Scenario{Name: BaselineScenario, Target: testTarget})
+		if len(fe.calls) == 0 {
+			t.Fatal("no load generator ran")
+		}
+		for _, c := range fe.calls {
+			pinned := c[1] == taskset && c[2] == "-c" && c[3] == cpus
+			if pinned != (cpus != "") {
+				t.Errorf("LoadCPUs %q: command %q", cpus, c[1:])
+			}
+		}
 	}
 }

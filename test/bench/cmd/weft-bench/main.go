@@ -4,7 +4,7 @@
 // Usage:
 //
 //	weft-bench [-quick] [-out DIR] [-timeout D] [-tune-client=false] [-scale FILE|none]
-//	           [-scenarios a,b] [-duration D] [-profile DIR]
+//	           [-scenarios a,b] [-duration D] [-profile DIR] [-pin-load CPUS]
 //	weft-bench -plot bench-results/bench-<time>.json [-out DIR]
 //
 // It starts the cluster, deploys the benchmark pods (the client on node-1; an echo server and a
@@ -25,7 +25,7 @@
 // -scenarios runs only the named scenarios (and their baselines), e.g. for a before/after
 // comparison of one change; -duration sets the length of an HTTP repetition; -profile writes
 // pprof CPU and allocation profiles of the agents and the waypoint, taken during the first
-// repetition of every workload.
+// repetition of every workload; -pin-load runs the load generators on the given CPUs only.
 //
 // -plot renders the plots of an existing result file instead, next to it (or into -out when
 // given), and prints their Markdown image links; it needs neither root nor a cluster.
@@ -82,6 +82,8 @@ type config struct {
 	duration time.Duration
 	// scenarios are the scenarios to run (nil: all); their baselines always run.
 	scenarios map[string]bool
+	// loadCPUs pins the load generators (Plan.LoadCPUs), "" for none.
+	loadCPUs string
 	// profile is the directory for pprof profiles of the mesh's processes, "" for none.
 	profile string
 }
@@ -122,6 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	profile := fs.String("profile", "", "write CPU and allocation profiles of the agents and the waypoint, taken during the first repetition of every workload, to `DIR` (costs CPU: not for the figures)")
 	duration := fs.Duration("duration", 0, "length of one HTTP repetition instead of the mode's (e.g. -quick -duration 10s -profile DIR for profiles of 10 s)")
 	only := fs.String("scenarios", "", "comma-separated scenarios to run instead of all, e.g. weft-l4,weft-l7 (their baselines always run)")
+	pinLoad := fs.String("pin-load", "", "pin the load generators (fortio, bulk) to these CPUs (`LIST` in taskset -c syntax, e.g. 0)")
 	plotFile := fs.String("plot", "", "render the plots of an existing `bench-<time>.json` and exit (no run, no root needed)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -129,7 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune, plot: *plotFile, scale: *scaleFile, profile: *profile, duration: *duration}
+	cfg := config{mode: bench.Full, outDir: *out, timeout: *timeout, tuneClient: *tune, plot: *plotFile, scale: *scaleFile, profile: *profile, duration: *duration, loadCPUs: *pinLoad}
 	if cfg.plot != "" {
 		outSet := false
 		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
@@ -178,6 +181,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	if cfg.duration > 0 {
 		plan.Duration = bench.Duration(cfg.duration)
 	}
+	plan.LoadCPUs = cfg.loadCPUs
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	root, err := repoRoot()
