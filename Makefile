@@ -50,7 +50,7 @@ demo-down: ## stop a cluster kept up by make demo KEEP=1
 .PHONY: bench
 bench: deps build ## run the benchmarks (control plane first, so the data-path report includes it) into bench-results/ (QUICK=1 for a short run)
 	@status=0; \
-	$(BIN)/weft-scale $(if $(QUICK),-quick,-changes 10) -out bench-results || status=$$?; \
+	$(BIN)/weft-scale $(if $(QUICK),-quick -changes 4,-changes 10) -out bench-results || status=$$?; \
 	$(BIN)/weft-bench $(if $(QUICK),-quick) -out bench-results || status=$$?; \
 	exit $$status
 

@@ -96,7 +96,7 @@ func NewPlan(mode Mode) (Plan, error) {
 		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(time.Second), Duration(5*time.Second), 3, "100M"
 		p.Pause = Duration(500 * time.Millisecond)
 	case Quick:
-		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(500*time.Millisecond), Duration(2*time.Second), 1, "50M"
+		p.Warmup, p.Duration, p.Repetitions, p.WarmupBytes = Duration(250*time.Millisecond), Duration(time.Second), 1, "50M"
 		p.Pause = Duration(250 * time.Millisecond)
 		single, multi = "500M", "125M"
 	default:

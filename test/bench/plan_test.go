@@ -21,7 +21,7 @@ func TestNewPlan(t *testing.T) {
 		maxHTTP  time.Duration // bound on the HTTP load of one scenario
 	}{
 		// quick: the cluster takes about a minute, so the load must stay well under two
-		{Quick, 1, 2 * time.Second, 30 * time.Second},
+		{Quick, 1, time.Second, 30 * time.Second},
 		{Full, 3, 5 * time.Second, 2 * time.Minute},
 	}
 	for _, tt := range tests {
@@ -74,9 +74,9 @@ func TestPlanLoadTime(t *testing.T) {
 		scenarios int
 		want      time.Duration
 	}{
-		// 4 HTTP and 1 gRPC workloads × (0.5 s warm-up + 2 s + 0.25 s pause)
-		{Quick, 1, 5 * 2750 * time.Millisecond},
-		{Quick, 2, 2 * 5 * 2750 * time.Millisecond},
+		// 4 HTTP and 1 gRPC workloads × (0.25 s warm-up + 1 s + 0.25 s pause)
+		{Quick, 1, 5 * 1500 * time.Millisecond},
+		{Quick, 2, 2 * 5 * 1500 * time.Millisecond},
 		// one scenario: one 1 s warm-up per workload, 3 × 5 s, 0.5 s pause
 		{Full, 1, 5 * 16500 * time.Millisecond},
 		// interleaved: 2 scenarios × 3 repetitions × (1 s + 5 s + 0.5 s)
@@ -200,7 +200,7 @@ func TestFixedRateHTTPAndLoadTimeOf(t *testing.T) {
 	if !slices.Equal(fixed, []string{"http-1000rps", "http-3200rps"}) {
 		t.Errorf("FixedRateHTTP = %v, want the 1000 and 3200 rps workloads", fixed)
 	}
-	// Quick: 0.5 s warm-up, 1 × 2 s, 0.25 s pause = 2.75 s per HTTP load point and scenario.
+	// Quick: 0.25 s warm-up, 1 × 1 s, 0.25 s pause = 1.5 s per HTTP load point and scenario.
 	tests := []struct {
 		name      string
 		scenarios [][]string
@@ -208,8 +208,8 @@ func TestFixedRateHTTPAndLoadTimeOf(t *testing.T) {
 	}{
 		{"one scenario is LoadTime(1)", [][]string{nil}, p.LoadTime(1)},
 		{"two full scenarios are LoadTime(2)", [][]string{nil, nil}, p.LoadTime(2)},
-		{"L7 at the fixed rates adds 2 load points", [][]string{nil, nil, fixed}, p.LoadTime(2) + 2*2750*time.Millisecond},
-		{"a workload of one scenario alone", [][]string{fixed}, 2 * 2750 * time.Millisecond},
+		{"L7 at the fixed rates adds 2 load points", [][]string{nil, nil, fixed}, p.LoadTime(2) + 2*1500*time.Millisecond},
+		{"a workload of one scenario alone", [][]string{fixed}, 2 * 1500 * time.Millisecond},
 		{"none", nil, 0},
 	}
 	if got := p.FixedRate(); !slices.Equal(got, []string{"http-1000rps", "http-3200rps", "grpc-1000rps"}) {

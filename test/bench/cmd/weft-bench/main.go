@@ -116,7 +116,7 @@ func main() {
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("weft-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quick := fs.Bool("quick", false, "short run (under 3 minutes with the cluster): 1 × 2 s per load point")
+	quick := fs.Bool("quick", false, "short run (under 3 minutes with the cluster): 1 × 1 s per load point")
 	out := fs.String("out", "bench-results", "directory for bench-<time>.json, .md and the -*.svg plots (with -plot: default the result file's directory)")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 6m with -quick, 30m otherwise)")
 	tune := fs.Bool("tune-client", true, "widen the ephemeral port range and reuse TIME_WAIT sockets in the client pod")
