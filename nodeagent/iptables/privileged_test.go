@@ -156,7 +156,12 @@ func (n *testNS) dial(t *testing.T, d *net.Dialer, addr netip.AddrPort) net.Conn
 	if d.Timeout == 0 {
 		d.Timeout = 3 * time.Second
 	}
-	c, err := podnet.Dial(context.Background(), n.path, d, "tcp", addr.String())
+	ns, err := podnet.Open(n.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	c, err := ns.Dial(context.Background(), d, "tcp", addr.String())
 	if err != nil {
 		t.Fatalf("dial %v: %v", addr, err)
 	}

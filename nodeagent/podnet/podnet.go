@@ -65,17 +65,6 @@ func Listen(ctx context.Context, path string, lc net.ListenConfig, network, addr
 	return ln, err
 }
 
-// Dial connects with d from inside the namespace at path.
-func Dial(ctx context.Context, path string, d *net.Dialer, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := Do(path, func() error {
-		var err error
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
-}
-
 // Cookie returns the cookie of the calling thread's network namespace (call it inside Do).
 func Cookie() (uint64, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)

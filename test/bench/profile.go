@@ -42,8 +42,8 @@ type Profiler struct {
 const profileSeconds = 3
 
 // Start begins profiling the targets on sc's path for the repetition of w that is about to run
-// for d (0 for a bulk transfer). stop waits for the profiles and writes them; it returns the
-// errors of the targets that failed.
+// for d (a bulk transfer: for profileSeconds). stop waits for the profiles and writes them; it
+// returns the errors of the targets that failed.
 func (p *Profiler) Start(ctx context.Context, sc Scenario, w Workload, d time.Duration) (stop func() error) {
 	seconds := max(1, int(d/time.Second))
 	if w.Kind == Bulk {

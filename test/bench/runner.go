@@ -175,11 +175,7 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, w Workload, rep int, 
 	}
 	var stopProfile func() error
 	if r.Profiler != nil && rep == 1 {
-		d := time.Duration(r.Plan.Duration)
-		if w.Kind == Bulk {
-			d = 0
-		}
-		stopProfile = r.Profiler.Start(ctx, sc, w, d)
+		stopProfile = r.Profiler.Start(ctx, sc, w, time.Duration(r.Plan.Duration))
 	}
 	s, err := r.once(ctx, sc.Target, w, fmt.Sprintf("%s %s %d", sc.Name, w.ID, rep))
 	if stopProfile != nil {
