@@ -72,86 +72,48 @@ spec:
         ports: [{name: http, containerPort: {{.EchoPort}}}]
         readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
 ---
+{{- range .Servers}}
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: bench-server, namespace: {{.Namespace}}}
+metadata: {name: {{.Echo}}, namespace: {{$.Namespace}}}
 spec:
   replicas: 1
-  selector: {matchLabels: {app: bench-server}}
+  selector: {matchLabels: {app: {{.Echo}}}}
   template:
-    metadata: {labels: {app: bench-server}}
+    metadata: {labels: {app: {{.Echo}}}}
     spec:
-      nodeSelector: {kubernetes.io/hostname: {{.ServerNode}}}
+      nodeSelector: {kubernetes.io/hostname: {{.Node}}}
       containers:
       - name: echo
         image: weftmesh/echo:latest
         env:
-        - {name: NAME, value: bench-server}
-        - {name: PORT, value: "{{.EchoPort}}"}
-        - {name: GRPC_PORT, value: "{{.GRPCPort}}"}
+        - {name: NAME, value: {{.Echo}}}
+        - {name: PORT, value: "{{$.EchoPort}}"}
+        - {name: GRPC_PORT, value: "{{$.GRPCPort}}"}
         - {name: LOG_LEVEL, value: warn}
-        ports: [{name: http, containerPort: {{.EchoPort}}}, {name: grpc, containerPort: {{.GRPCPort}}}]
+        ports: [{name: http, containerPort: {{$.EchoPort}}}, {name: grpc, containerPort: {{$.GRPCPort}}}]
         readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
 ---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: bench-bulk, namespace: {{.Namespace}}}
+metadata: {name: {{.Bulk}}, namespace: {{$.Namespace}}}
 spec:
   replicas: 1
-  selector: {matchLabels: {app: bench-bulk}}
+  selector: {matchLabels: {app: {{.Bulk}}}}
   template:
-    metadata: {labels: {app: bench-bulk}}
+    metadata: {labels: {app: {{.Bulk}}}}
     spec:
-      nodeSelector: {kubernetes.io/hostname: {{.ServerNode}}}
+      nodeSelector: {kubernetes.io/hostname: {{.Node}}}
       containers:
       - name: bulk
         image: weftmesh/bulk:latest
-        args: [recv, -listen, ":{{.BulkPort}}"]
+        args: [recv, -listen, ":{{$.BulkPort}}"]
         env:
         - {name: BULK_LOG_LEVEL, value: warn}
-        ports: [{name: bulk, containerPort: {{.BulkPort}}}]
+        ports: [{name: bulk, containerPort: {{$.BulkPort}}}]
         readinessProbe: {tcpSocket: {port: bulk}, periodSeconds: 2}
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: bench-server-local, namespace: {{.Namespace}}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: bench-server-local}}
-  template:
-    metadata: {labels: {app: bench-server-local}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: {{.ClientNode}}}
-      containers:
-      - name: echo
-        image: weftmesh/echo:latest
-        env:
-        - {name: NAME, value: bench-server-local}
-        - {name: PORT, value: "{{.EchoPort}}"}
-        - {name: GRPC_PORT, value: "{{.GRPCPort}}"}
-        - {name: LOG_LEVEL, value: warn}
-        ports: [{name: http, containerPort: {{.EchoPort}}}, {name: grpc, containerPort: {{.GRPCPort}}}]
-        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: bench-bulk-local, namespace: {{.Namespace}}}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: bench-bulk-local}}
-  template:
-    metadata: {labels: {app: bench-bulk-local}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: {{.ClientNode}}}
-      containers:
-      - name: bulk
-        image: weftmesh/bulk:latest
-        args: [recv, -listen, ":{{.BulkPort}}"]
-        env:
-        - {name: BULK_LOG_LEVEL, value: warn}
-        ports: [{name: bulk, containerPort: {{.BulkPort}}}]
-        readinessProbe: {tcpSocket: {port: bulk}, periodSeconds: 2}
----
+{{- end}}
 apiVersion: v1
 kind: Service
 metadata: {name: bench-server, namespace: {{.Namespace}}}
@@ -176,9 +138,11 @@ func (t Topology) Manifest() ([]byte, error) {
 		labels = append(labels, fmt.Sprintf("%s: %q", k, t.NamespaceLabels[k]))
 	}
 	var b bytes.Buffer
+	type servers struct{ Echo, Bulk, Node string }
 	err := manifestTmpl.Execute(&b, map[string]any{
-		"Namespace": t.Namespace, "ClientNode": t.ClientNode, "ServerNode": t.ServerNode,
-		"Labels": labels, "EchoPort": EchoPort, "BulkPort": BulkPort, "GRPCPort": GRPCPort,
+		"Namespace": t.Namespace, "ClientNode": t.ClientNode,
+		"Servers": []servers{{"bench-server", "bench-bulk", t.ServerNode}, {"bench-server-local", "bench-bulk-local", t.ClientNode}},
+		"Labels":  labels, "EchoPort": EchoPort, "BulkPort": BulkPort, "GRPCPort": GRPCPort,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
