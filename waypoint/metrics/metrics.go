@@ -8,6 +8,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +70,16 @@ type Metrics struct {
 	requestBytes  *prometheus.HistogramVec
 	responseBytes *prometheus.HistogramVec
 	tcp           tcpMetrics
+	// series caches the four series of each label set (Labels → *series): looking them up in
+	// the vectors hashes and validates 24 label values four times per request. The vectors keep
+	// every series anyway, so the cache holds no more than they do.
+	series sync.Map
+}
+
+// series are the request metrics of one label set.
+type series struct {
+	requests                              prometheus.Counter
+	duration, requestBytes, responseBytes prometheus.Observer
 }
 
 // New returns the metrics registered on r.
@@ -96,9 +107,23 @@ func (m *Metrics) Observe(l *Labels, d time.Duration, requestBytes, responseByte
 	if m == nil {
 		return
 	}
+	s := m.seriesOf(l)
+	s.requests.Inc()
+	s.duration.Observe(float64(d) / float64(time.Millisecond))
+	s.requestBytes.Observe(float64(requestBytes))
+	s.responseBytes.Observe(float64(responseBytes))
+}
+
+func (m *Metrics) seriesOf(l *Labels) *series {
+	if s, ok := m.series.Load(*l); ok {
+		return s.(*series)
+	}
 	v := l.values()
-	m.requests.WithLabelValues(v...).Inc()
-	m.duration.WithLabelValues(v...).Observe(float64(d) / float64(time.Millisecond))
-	m.requestBytes.WithLabelValues(v...).Observe(float64(requestBytes))
-	m.responseBytes.WithLabelValues(v...).Observe(float64(responseBytes))
+	s, _ := m.series.LoadOrStore(*l, &series{
+		requests:      m.requests.WithLabelValues(v...),
+		duration:      m.duration.WithLabelValues(v...),
+		requestBytes:  m.requestBytes.WithLabelValues(v...),
+		responseBytes: m.responseBytes.WithLabelValues(v...),
+	})
+	return s.(*series)
 }

@@ -33,6 +33,36 @@ istio_requests_total{connection_security_policy="mutual_tls",destination_app="un
 	if n := testutil.CollectAndCount(reg, "istio_request_duration_milliseconds"); n != 1 {
 		t.Errorf("duration series = %d, want 1", n)
 	}
+	// Another label set is another series, also once its series are cached.
+	other := *l
+	other.ResponseCode = 200
+	for range 3 {
+		m.Observe(&other, time.Millisecond, 100, 2000)
+	}
+	m.Observe(l, time.Millisecond, 100, 2000)
+	if n := testutil.CollectAndCount(reg, "istio_requests_total"); n != 2 {
+		t.Errorf("request series = %d, want 2", n)
+	}
+	byCode := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "istio_requests_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, lp := range mt.GetLabel() {
+				if lp.GetName() == "response_code" {
+					byCode[lp.GetValue()] += mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if byCode["200"] != 3 || byCode["503"] != 3 {
+		t.Errorf("requests by response code = %v, want 3 of 200 and 3 of 503", byCode)
+	}
 }
 
 func TestTCP(t *testing.T) {
