@@ -46,33 +46,8 @@ type testNS struct {
 }
 
 func newTestNS(t *testing.T, name string) *testNS {
-	t.Helper()
-	var h netns.NsHandle
-	err := onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer orig.Close()
-		if h, err = netns.New(); err != nil {
-			return fmt.Errorf("new netns: %w", err)
-		}
-		lo, err := netlink.LinkByIndex(loopbackIfindex)
-		upErr := err
-		if err == nil {
-			upErr = netlink.LinkSetUp(lo)
-		}
-		if err := netns.Set(orig); err != nil {
-			return fmt.Errorf("leave new netns: %w", err)
-		}
-		return upErr
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &testNS{name: name, h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h))}
-	t.Cleanup(func() { h.Close() })
-	return ns
+	h, path := privileged.NewNetNS(t)
+	return &testNS{name: name, h: h, path: path}
 }
 
 // onLockedThread runs fn on a locked OS thread; if fn fails the thread is not unlocked, so a

@@ -3,13 +3,10 @@ package iptables
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -39,37 +36,8 @@ type testNS struct {
 }
 
 func newTestNS(t *testing.T) *testNS {
-	t.Helper()
-	errc := make(chan error, 1)
-	var h netns.NsHandle
-	go func() {
-		runtime.LockOSThread() // not unlocked on error: the thread dies with the goroutine
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if h, err = netns.New(); err != nil {
-			errc <- err
-			return
-		}
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if serr := netns.Set(orig); serr != nil {
-			errc <- serr
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return &testNS{h: h, path: fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h))}
+	h, path := privileged.NewNetNS(t)
+	return &testNS{h: h, path: path}
 }
 
 func (n *testNS) do(t *testing.T, fn func() error) {

@@ -5,60 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/weftmesh/weft/test/privileged"
 )
 
-// newNetNS creates a network namespace with loopback up, alive while the test holds its
-// descriptor, and returns its path.
-func newNetNS(t *testing.T) string {
-	t.Helper()
-	var h netns.NsHandle
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // not unlocked on failure: the thread dies with the goroutine
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if h, err = netns.New(); err != nil {
-			errc <- err
-			return
-		}
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if serr := netns.Set(orig); serr != nil {
-			errc <- serr
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(h))
-}
-
 func TestPrivilegedNSDial(t *testing.T) {
 	privileged.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	path := newNetNS(t)
+	_, path := privileged.NewNetNS(t)
 	// A listener on loopback inside the namespace: only a socket created there reaches it.
 	ln, err := Listen(ctx, path, net.ListenConfig{}, "tcp4", "127.0.0.1:0")
 	if err != nil {
