@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,21 +47,6 @@ type testNS struct {
 func newTestNS(t *testing.T, name string) *testNS {
 	h, path := privileged.NewNetNS(t)
 	return &testNS{name: name, h: h, path: path}
-}
-
-// onLockedThread runs fn on a locked OS thread; if fn fails the thread is not unlocked, so a
-// thread left in an unknown namespace dies with the goroutine.
-func onLockedThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		err := fn()
-		if err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
 }
 
 func (n *testNS) do(t *testing.T, fn func() error) {
