@@ -2,43 +2,30 @@ package waypointcfg
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 
-	networking "istio.io/api/networking/v1alpha3"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
-	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
 
 	"github.com/weftmesh/weft/api"
 	"github.com/weftmesh/weft/controller/envoy"
+	"github.com/weftmesh/weft/controller/envoy/envoytest"
 	"github.com/weftmesh/weft/controller/rbac"
 	"github.com/weftmesh/weft/controller/translate"
 )
 
-const benchNS = "foo"
+const benchNS = envoytest.Namespace
 
-// benchIP returns the n-th address of the prefix 10.<b>.0.0/16 (n < 65536).
-func benchIP(b byte, n int) string {
-	return netip.AddrFrom4([4]byte{10, b, byte(n >> 8), byte(n)}).String()
-}
-
-// benchWaypoint builds waypoint foo/waypoint with n Services bound to it ("svc-<i>": an HTTP
-// port 9080 and, on every tenth, a TCP port 5432; two enrolled pods each; a VirtualService
-// with a header match and a default route) and the AuthorizationPolicies of the namespace: a
-// waypoint-wide ALLOW (GET and POST from namespaces foo and bar, not on /admin/), a
+// benchWaypoint builds waypoint <ns>/waypoint bound to the n Services of envoytest.Input(n), with
+// a waypoint-wide ALLOW (GET and POST from namespaces foo and bar, except /admin/), a
 // waypoint-wide AUDIT of /admin/, and on every fifth Service a DENY of DELETE of its own.
 // It returns the waypoint, the objects of its namespace and the policies, as
 // controller/app passes them to ForWaypoint.
 func benchWaypoint(n int) (*translate.Waypoint, envoy.Input, []*securityv1.AuthorizationPolicy) {
 	wp := &translate.Waypoint{Namespace: benchNS, Name: "waypoint", For: "service"}
-	ein := envoy.Input{Namespace: benchNS}
+	ein := envoytest.Input(n)
 	op := func(o *securityv1beta1.Operation) []*securityv1beta1.Rule_To {
 		return []*securityv1beta1.Rule_To{{Operation: o}}
 	}
@@ -52,55 +39,11 @@ func benchWaypoint(n int) (*translate.Waypoint, envoy.Input, []*securityv1.Autho
 			To: op(&securityv1beta1.Operation{Paths: []string{"/admin/*"}}),
 		}),
 	}
-	pod := 0
-	for i := range n {
-		name := fmt.Sprintf("svc-%d", i)
-		wp.Services = append(wp.Services, benchNS+"/"+name)
-		ports := []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(8080)}}
-		if i%10 == 9 {
-			ports = append(ports, corev1.ServicePort{Name: "tcp-db", Port: 5432, TargetPort: intstr.FromInt32(5432)})
-		}
-		ein.Services = append(ein.Services, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: name},
-			Spec:       corev1.ServiceSpec{ClusterIP: benchIP(96, i), ClusterIPs: []string{benchIP(96, i)}, Ports: ports},
-		})
-		es := &discoveryv1.EndpointSlice{
-			ObjectMeta:  metav1.ObjectMeta{Namespace: benchNS, Name: name + "-abc", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
-			AddressType: discoveryv1.AddressTypeIPv4,
-			Ports: []discoveryv1.EndpointPort{
-				{Name: ptr.To("http"), Port: ptr.To[int32](8080)},
-				{Name: ptr.To("tcp-db"), Port: ptr.To[int32](5432)},
-			},
-		}
-		for r := range 2 {
-			ip := benchIP(244, pod)
-			pod++
-			p := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: fmt.Sprintf("%s-%d", name, r), Labels: map[string]string{"app": name}},
-				Spec:       corev1.PodSpec{NodeName: fmt.Sprintf("node-%d", pod%10), ServiceAccountName: name},
-				Status:     corev1.PodStatus{PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}},
-			}
-			ein.Pods = append(ein.Pods, p)
-			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-				Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
-				TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: benchNS, Name: p.Name},
-			})
-		}
-		ein.EndpointSlices = append(ein.EndpointSlices, es)
-		vs := &networkingv1.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: name}}
-		vs.Spec.Hosts = []string{name}
-		vs.Spec.Http = []*networking.HTTPRoute{
-			{
-				Match:   []*networking.HTTPMatchRequest{{Headers: map[string]*networking.StringMatch{"end-user": {MatchType: &networking.StringMatch_Exact{Exact: "jason"}}}}},
-				Route:   []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: name}}},
-				Retries: &networking.HTTPRetry{Attempts: 3, RetryOn: "5xx"},
-			},
-			{Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: name}}}},
-		}
-		ein.VirtualServices = append(ein.VirtualServices, vs)
+	for i, svc := range ein.Services {
+		wp.Services = append(wp.Services, benchNS+"/"+svc.Name)
 		if i%5 == 0 {
-			policies = append(policies, benchPolicy(name+"-no-delete", securityv1beta1.AuthorizationPolicy_DENY,
-				[]*typev1beta1.PolicyTargetReference{{Kind: "Service", Name: name}},
+			policies = append(policies, benchPolicy(svc.Name+"-no-delete", securityv1beta1.AuthorizationPolicy_DENY,
+				[]*typev1beta1.PolicyTargetReference{{Kind: "Service", Name: svc.Name}},
 				&securityv1beta1.Rule{To: op(&securityv1beta1.Operation{Methods: []string{"DELETE"}})}))
 		}
 	}
