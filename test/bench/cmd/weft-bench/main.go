@@ -55,6 +55,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/weftmesh/weft/nodeagent/admin"
 	"github.com/weftmesh/weft/test/bench"
 	"github.com/weftmesh/weft/test/harness"
 	"github.com/weftmesh/weft/test/mesh"
@@ -371,6 +372,10 @@ func run(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Logger)
 	return errors.Join(iptErr, ctx.Err())
 }
 
+// adminURL is the loopback admin endpoint of the node agents (admin.DefaultAdminAddr) and of the
+// waypoint (its -admin default, the same address), where pprof is served.
+const adminURL = "http://" + admin.DefaultAdminAddr
+
 // profiler returns the Profiler of the node agents and, when there is one, the waypoint: their
 // admin endpoints on loopback in their network namespaces.
 func profiler(ctx context.Context, c *harness.Cluster, dir string, agents []bench.Agent, waypoint *bench.Agent) (*bench.Profiler, error) {
@@ -381,7 +386,7 @@ func profiler(ctx context.Context, c *harness.Cluster, dir string, agents []benc
 			return nil, fmt.Errorf("profile: no node %s", a.Node)
 		}
 		p.Targets = append(p.Targets, bench.ProfileTarget{Name: "agent@" + a.Node, Paths: []string{bench.PathAgents, bench.PathWaypoint},
-			BaseURL: "http://127.0.0.1:15000", Dial: n.NetNS.DialContext})
+			BaseURL: adminURL, Dial: n.NetNS.DialContext})
 	}
 	if waypoint != nil {
 		ns, name, _ := strings.Cut(waypoint.Pod, "/")
@@ -394,7 +399,7 @@ func profiler(ctx context.Context, c *harness.Cluster, dir string, agents []benc
 			return nil, fmt.Errorf("profile: waypoint: %w", err)
 		}
 		p.Targets = append(p.Targets, bench.ProfileTarget{Name: "waypoint", Paths: []string{bench.PathWaypoint},
-			BaseURL: "http://127.0.0.1:15000", Dial: netns.DialContext})
+			BaseURL: adminURL, Dial: netns.DialContext})
 	}
 	return p, nil
 }
